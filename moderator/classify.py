@@ -1,0 +1,149 @@
+"""Classify: score every post's toxicity with a transformers sequence classifier.
+
+Built once (loads the model), then called per record batch. Posts are tokenized once, sorted by
+length and cut into model batches padded only to their own longest post (dynamic padding), which
+on forum text of mixed lengths does several times less arithmetic than padding to a fixed length.
+
+Single-label models (softmax): toxicity = the summed probability of the toxic labels.
+Multi-label models (sigmoid per label): toxicity = the highest toxic label's probability.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from moderator import models, records
+from moderator.batching import length_sorted_chunks
+from moderator.config import ClassifierConfig, RuntimeConfig
+from moderator.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+TOXIC_NAMES = re.compile(
+    r"toxic|hate|offensive|obscene|insult|threat|abuse|abusive|harass|profan|severe|identity_attack|sexual_explicit",
+    re.IGNORECASE,
+)
+CHARS_PER_TOKEN_CAP = 32  # posts are cut to max_length * this many characters before tokenizing
+
+
+class Classifier:
+    """A toxicity classifier step: adds `toxicity` and per-label `scores` to each batch."""
+
+    def __init__(self, config: ClassifierConfig, runtime: RuntimeConfig) -> None:
+        import torch
+        from transformers import AutoTokenizer
+
+        self.config = config
+        self.model_ref = models.resolve(config.model or models.bundled("classifier"), "classifier")
+        self.device = models.pick_device(runtime.device)
+        self.dtype = models.pick_dtype(config.dtype, self.device)
+        models.set_threads(runtime.threads)
+        path = self.model_ref.path
+        self.model, tokenizer_path = self._load(path)
+        self.model.to(self.device).eval()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"classifier {self.model_ref.ref!r}: cannot load its tokenizer ({exc})") from None
+        model_config = self.model.config
+        self.labels = [str(model_config.id2label[i]) for i in range(model_config.num_labels)]
+        self.multi_label = (
+            config.multi_label
+            if config.multi_label is not None
+            else model_config.problem_type == "multi_label_classification"
+        )
+        self.toxic_index = self._toxic_index(config.toxic_labels)
+        self.max_length = min(config.max_length, self.tokenizer.model_max_length or config.max_length)
+        self._torch = torch
+        log.info(
+            "classifier %s: labels %s, toxic %s, %s, on %s",
+            self.model_ref.ref, self.labels, [self.labels[i] for i in self.toxic_index],
+            "multi-label" if self.multi_label else "single-label", self.device,
+        )
+
+    def _load(self, path: Path):  # -> (model, tokenizer folder)
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        try:
+            if not models.is_peft_adapter(path):
+                model = AutoModelForSequenceClassification.from_pretrained(path, dtype=self.dtype)
+                return model, path
+            # A PEFT adapter (LoRA plus a trained head) saved next to the classification config.
+            from peft import PeftModel
+
+            adapter_config = models.read_json(path / "adapter_config.json")
+            base = models.resolve_path(adapter_config["base_model_name_or_path"], "classifier base")
+            config = AutoConfig.from_pretrained(path if (path / "config.json").exists() else base)
+            model = AutoModelForSequenceClassification.from_pretrained(base, config=config, dtype=self.dtype)
+            model = PeftModel.from_pretrained(model, path).merge_and_unload()
+            tokenizer_path = path if (path / "tokenizer_config.json").exists() else base
+            return model, tokenizer_path
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"classifier {self.model_ref.ref!r}: cannot load ({str(exc).splitlines()[0]})") from None
+
+    def _toxic_index(self, toxic_labels: tuple[str, ...]) -> list[int]:
+        if toxic_labels:
+            unknown = [label for label in toxic_labels if label not in self.labels]
+            if unknown:
+                raise ConfigError(
+                    f"[classifier] toxic_labels {unknown} are not labels of {self.model_ref.ref!r} "
+                    f"(its labels: {self.labels})"
+                )
+            return [self.labels.index(label) for label in toxic_labels]
+        named = [i for i, label in enumerate(self.labels) if TOXIC_NAMES.search(label)]
+        non_toxic = re.compile(r"^(non|not|no)[-_ ]?", re.IGNORECASE)
+        named = [i for i in named if not non_toxic.match(self.labels[i])]
+        if named:
+            return named
+        if len(self.labels) == 2 and not self.multi_label:
+            return [1]  # the usual convention for binary classifiers: label 1 is the positive class
+        raise ConfigError(
+            f"cannot tell which labels of classifier {self.model_ref.ref!r} mean toxic (labels: {self.labels}); "
+            "set [classifier] toxic_labels or --toxic-label"
+        )
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """Per-label probabilities, shape (len(texts), number of labels), in input order."""
+        torch = self._torch
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        cap = self.max_length * CHARS_PER_TOKEN_CAP
+        encoded = self.tokenizer(
+            [t[:cap] for t in texts], truncation=True, max_length=self.max_length, padding=False
+        )
+        features = [{key: encoded[key][i] for key in encoded} for i in range(len(texts))]
+        lengths = [len(f["input_ids"]) for f in features]
+        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        with torch.inference_mode():
+            for chunk in length_sorted_chunks(lengths, self.config.batch_size):
+                batch = self.tokenizer.pad([features[i] for i in chunk], return_tensors="pt")
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                logits = self.model(**batch).logits.float()
+                p = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+                probs[chunk] = p.cpu().numpy()
+        return probs
+
+    def toxicity(self, probs: np.ndarray) -> np.ndarray:
+        toxic = probs[:, self.toxic_index]
+        return (toxic.max(axis=1) if self.multi_label else toxic.sum(axis=1)).clip(0.0, 1.0)
+
+    def scores_array(self, probs: np.ndarray, present: np.ndarray) -> pa.StructArray:
+        fields = [pa.field(label, pa.float32()) for label in self.labels]
+        mask = pa.array(~present)
+        children = [pa.array(probs[:, i], pa.float32()) for i in range(len(self.labels))]
+        return pa.StructArray.from_arrays(children, fields=fields, mask=mask)
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        texts = batch.column(records.TEXT).to_pylist()
+        present = np.array([t is not None for t in texts], dtype=bool)
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        index = np.flatnonzero(present)
+        probs[index] = self.predict([texts[i] for i in index])
+        toxicity = pa.array(self.toxicity(probs), pa.float32(), mask=~present)
+        batch = records.set_column(batch, records.TOXICITY, toxicity)
+        return records.set_column(batch, records.SCORES, self.scores_array(probs, present))

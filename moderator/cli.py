@@ -1,0 +1,196 @@
+"""The `moderate` command. Click lives here only: parse, build the config, call the library, and
+turn the library's errors into one-line messages and documented exit codes.
+
+    moderate batch posts.parquet
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from moderator import __version__
+from moderator.config import DEVICES, ENGINES, FORMATS, JobConfig, describe
+from moderator.errors import EXIT_CODES, ModeratorError
+
+log = logging.getLogger("moderator")
+
+EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("moderate: %(message)s" if not verbose else "%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    log.setLevel(level)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose > 1 else "ERROR")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="moderate")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv: also the engines').")
+@click.option("--debug", is_flag=True, help="Show the full traceback when something fails.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
+    """Batch content moderation: score posts for toxicity, rewrite toxic ones, log every decision.
+
+    \b
+    Examples:
+      moderate batch posts.parquet
+      moderate batch dump/ --out run/ --config job.toml
+      moderate config > job.toml
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(verbose=verbose, debug=debug)
+
+
+def _overrides(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Only the flags the user actually gave (None means: not given), grouped by config section."""
+    out = {}
+    for section, values in sections.items():
+        given = {k: v for k, v in values.items() if v is not None and v != ()}
+        if given:
+            out[section] = given
+    return out
+
+
+@cli.command(epilog=EXIT_CODE_HELP)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Run folder. Default: INPUT.moderated/ beside the first input.")
+@click.option("-c", "--config", "config_file", type=click.Path(path_type=Path), envvar="MODERATOR_CONFIG",
+              help="TOML file with settings (see `moderate config`); flags override it.")
+@click.option("--text-column", help="Column or key holding the post text. [default: text]")
+@click.option("--id-column", help="Column or key holding the post id. [default: id]")
+@click.option("--format", "output_format", type=click.Choice(FORMATS), help="Output format. [default: auto: like the input]")
+@click.option("--classifier", envvar="MODERATOR_CLASSIFIER", help="Classifier folder or hub id. [default: bundled model]")
+@click.option("--toxic-label", "toxic_labels", multiple=True, help="A classifier label that counts as toxic (repeatable).")
+@click.option("--rewriter-base", envvar="MODERATOR_REWRITER_BASE", help="Decoder base folder or hub id. [default: bundled]")
+@click.option("--adapter", envvar="MODERATOR_ADAPTER", help="PEFT LoRA adapter folder for the base. [default: bundled]")
+@click.option("--engine", type=click.Choice(ENGINES), envvar="MODERATOR_ENGINE", help="Rewrite engine. [default: auto]")
+@click.option("--rewrite/--no-rewrite", default=None,
+              help="--no-rewrite: classify and decide only; posts that would be rewritten go to review.")
+@click.option("--rewrite-threshold", type=click.FloatRange(0, 1), help="Toxicity from which posts are rewritten. [default: 0.5]")
+@click.option("--remove-threshold", type=click.FloatRange(0, 1), help="Toxicity from which posts are removed. [default: 0.98]")
+@click.option("--batch-size", type=click.IntRange(1), help="Rows per record batch. [default: 512]")
+@click.option("--device", type=click.Choice(DEVICES), envvar="MODERATOR_DEVICE", help="Where models run. [default: auto]")
+@click.option("--threads", type=click.IntRange(0), envvar="MODERATOR_THREADS", help="CPU threads for torch (0: automatic).")
+@click.option("--overwrite", is_flag=True, help="Replace a finished output in the run folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only.")
+@click.pass_context
+def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_file: Path | None,
+          text_column: str | None, id_column: str | None, output_format: str | None, classifier: str | None,
+          toxic_labels: tuple[str, ...], rewriter_base: str | None, adapter: str | None, engine: str | None,
+          rewrite: bool | None, rewrite_threshold: float | None, remove_threshold: float | None,
+          batch_size: int | None, device: str | None, threads: int | None, overwrite: bool, quiet: bool) -> None:
+    """Moderate Parquet or JSONL dumps of forum posts.
+
+    Every post is scored for toxicity; toxic posts are rewritten into a neutral form by a
+    LoRA-adapted decoder, checked, and otherwise sent to review or removed. The run folder gets
+    the annotated posts (output/part-*.parquet or .jsonl, a `moderation` column added), an audit
+    log with one line per input record (audit.jsonl), the records that could not be moderated
+    (quarantine.jsonl) and a manifest (manifest.json).
+
+    INPUT is a .parquet, .jsonl, .jsonl.gz or .jsonl.zst file, a folder or a glob of such files,
+    or - for JSONL on standard input.
+
+    \b
+    Examples:
+      moderate batch posts.parquet                       # -> posts.moderated/
+      moderate batch 'dump/2026-11-24/*.jsonl.gz' -o runs/2026-11-24
+      moderate batch posts.parquet --no-rewrite          # triage only, no decoder
+      moderate batch posts.parquet --config job.toml --engine hf
+      zcat posts.jsonl.gz | moderate batch - --out run/
+    """
+    from moderator.pipeline import run
+
+    _setup_logging(ctx.obj["verbose"], quiet)
+    overrides = _overrides(
+        input={"text_column": text_column, "id_column": id_column, "batch_size": batch_size},
+        runtime={"device": device, "threads": threads},
+        classifier={"model": classifier, "toxic_labels": toxic_labels},
+        policy={"rewrite_threshold": rewrite_threshold, "remove_threshold": remove_threshold},
+        rewriter={"enabled": rewrite, "engine": engine, "base": rewriter_base, "adapter": adapter},
+        output={"format": output_format},
+    )
+    with _errors(ctx):
+        config = JobConfig.load(config_file, overrides)
+        stdin = click.get_binary_stream("stdin") if "-" in inputs else None
+        result = run(config, list(inputs), out, overwrite=overwrite, progress=not quiet, stdin=stdin,
+                     command=["moderate", *sys.argv[1:]])
+    if quiet:
+        return
+    manifest = result.manifest
+    if result.skipped:
+        click.echo(f"{result.path}: already complete (run {manifest.get('run_id')}, finished "
+                   f"{manifest.get('finished')}); left untouched. Use --overwrite to run again.", err=True)
+        return
+    counts = manifest["counts"]
+    summary = ", ".join(f"{k} {v}" for k, v in {**counts["actions"], "quarantine": counts["quarantined_rows"]}.items())
+    click.echo(f"moderated {counts['input_rows']} posts in {manifest['timings_s']['total']:.1f} s "
+               f"({manifest['posts_per_s']} posts/s): {summary}", err=True)
+    click.echo(f"output: {result.path}", err=True)
+
+
+@cli.command("config")
+@click.option("-c", "--config", "config_file", type=click.Path(path_type=Path), help="Show this file's settings merged with the defaults.")
+@click.pass_context
+def config_command(ctx: click.Context, config_file: Path | None) -> None:
+    """Print every setting, with its value and what it does, as TOML.
+
+    \b
+    Examples:
+      moderate config > job.toml          # start a job file from the defaults
+      moderate config --config job.toml   # check what a job file resolves to
+    """
+    with _errors(ctx):
+        click.echo(describe(JobConfig.load(config_file)), nl=False)
+
+
+class _errors:
+    """Library errors -> one line on stderr and their exit code; other exceptions -> exit code 1."""
+
+    def __init__(self, ctx: click.Context) -> None:
+        self.ctx = ctx
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:  # type: ignore[no-untyped-def]
+        if exc is None or isinstance(exc, (click.exceptions.Exit, click.ClickException, click.Abort)):
+            return False
+        if self.ctx.obj.get("debug"):
+            return False
+        if isinstance(exc, KeyboardInterrupt):
+            click.echo("moderate: interrupted; the run folder holds no finished output", err=True)
+            self.ctx.exit(130)
+        if isinstance(exc, ModeratorError):
+            click.echo(f"Error: {exc}", err=True)
+            self.ctx.exit(exc.exit_code)
+        if isinstance(exc, MemoryError):
+            click.echo("Error: out of memory; lower --batch-size or [classifier] batch_size", err=True)
+            self.ctx.exit(1)
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        click.echo(f"Internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
+        self.ctx.exit(1)
+        return True
+
+
+def main() -> None:
+    cli(prog_name="moderate")

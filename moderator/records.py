@@ -1,0 +1,184 @@
+"""The record batch that flows through the steps, and what each step adds to it.
+
+One unit flows through a run: an Arrow record batch holding the input's own columns plus working
+columns whose names start with `__mod_`. Readers add the row's origin; `Prepare` adds the post's id
+and text and marks rows that cannot be moderated; each later step adds its columns; `finalize`
+packs the working columns into the single struct column `moderation` of the output. Rows are never
+dropped on the way: a row that cannot be moderated carries a quarantine reason to the end, where
+the writer sends it to the quarantine file. So input rows = output rows + quarantined rows holds by
+construction, and every step has the batch -> batch shape that Ray Data's `map_batches` wants.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PREFIX = "__mod_"
+SOURCE = "__mod_source"  # input file, as named in ids and quarantine records
+ROW = "__mod_row"  # 0-based position of the record in its file (for JSONL: line number - 1)
+RAW = "__mod_raw"  # the original line, for records a reader could not parse into columns
+QUARANTINE = "__mod_quarantine"  # reason code, or null for rows that go on
+DETAIL = "__mod_detail"  # human-readable detail for the quarantine reason
+ID = "__mod_id"
+TEXT = "__mod_text"
+TOXICITY = "__mod_toxicity"
+SCORES = "__mod_scores"
+ACTION = "__mod_action"
+REASON = "__mod_reason"
+REWRITE = "__mod_rewrite"
+REWRITE_TOXICITY = "__mod_rewrite_toxicity"
+SIMILARITY = "__mod_similarity"
+
+ANNOTATION = "moderation"  # the output's struct column
+
+# Actions and reason codes. Every decision carries exactly one reason code.
+ACTIONS = ("allow", "rewrite", "review", "remove")
+REASONS = {
+    "below_rewrite_threshold": "allow: toxicity under the rewrite threshold",
+    "above_rewrite_threshold": "rewrite: toxic, rewritten, and the rewrite passed verification",
+    "rewritten_truncated": "rewrite: too long for the rewriter's context; its start was rewritten",
+    "above_remove_threshold": "remove: toxicity at or above the remove threshold",
+    "rewrite_disabled": "review: would be rewritten, but rewriting is off (--no-rewrite)",
+    "too_long_to_rewrite": "review: the post does not fit the rewriter's context",
+    "rewrite_empty": "review: the rewriter returned nothing",
+    "rewrite_still_toxic": "review: the rewrite still scores at or above max_rewrite_toxicity",
+    "rewrite_dissimilar": "review: the rewrite's similarity to the post is under min_similarity",
+}
+QUARANTINE_REASONS = {
+    "invalid_json": "the line is not valid JSON",
+    "invalid_utf8": "the line is not valid UTF-8",
+    "not_an_object": "the JSON value is not an object",
+    "text_missing": "the record has no text field",
+    "text_null": "the text is null",
+    "text_not_string": "the text is not a string",
+    "text_empty": "the text is empty or only whitespace",
+}
+
+
+def internal_columns(schema: pa.Schema) -> list[str]:
+    return [name for name in schema.names if name.startswith(PREFIX)]
+
+
+def set_column(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordBatch:
+    """`batch` with column `name` added, or replaced where it exists."""
+    index = batch.schema.get_field_index(name)
+    if index >= 0:
+        return batch.set_column(index, name, values)
+    return batch.append_column(name, values)
+
+
+def active_mask(batch: pa.RecordBatch) -> pa.Array:
+    """True for rows that are not quarantined."""
+    return pc.is_null(batch.column(QUARANTINE))
+
+
+def rows_with_action(batch: pa.RecordBatch, action: str) -> list[int]:
+    actions = batch.column(ACTION).to_pylist()
+    return [i for i, value in enumerate(actions) if value == action]
+
+
+class Prepare:
+    """Resolve each row's id and text; mark rows without usable text for quarantine.
+
+    A row's id is the id column's value as a string, or, where the column is missing or null, a
+    stable id made of the input file's name and the row's position (`posts.parquet:17`).
+    """
+
+    def __init__(self, text_column: str, id_column: str) -> None:
+        self.text_column = text_column
+        self.id_column = id_column
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        n = batch.num_rows
+        derived = pc.binary_join_element_wise(
+            batch.column(SOURCE), pc.cast(batch.column(ROW), pa.string()), ":"
+        )
+        if self.id_column in batch.schema.names and batch.schema.field(self.id_column).type != pa.null():
+            given = _as_string(batch.column(self.id_column))
+            ids = pc.coalesce(given, derived)
+        else:
+            ids = derived
+        reasons = batch.column(QUARANTINE).to_pylist() if QUARANTINE in batch.schema.names else [None] * n
+        details = batch.column(DETAIL).to_pylist() if DETAIL in batch.schema.names else [None] * n
+        if self.text_column in batch.schema.names:
+            texts = batch.column(self.text_column)
+            if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+                # Parquet files with a non-string text column are refused before the run starts;
+                # this catches a JSONL batch whose text key only ever held nulls.
+                texts = pa.nulls(n, pa.string()) if texts.type == pa.null() else texts
+            text_values = texts.to_pylist()
+        else:
+            text_values = [None] * n
+            reasons = [r or "text_missing" for r in reasons]
+        for i, text in enumerate(text_values):
+            if reasons[i] is not None:
+                continue
+            if text is None:
+                reasons[i] = "text_null"
+            elif not isinstance(text, str):
+                reasons[i], details[i] = "text_not_string", f"text is {type(text).__name__}"
+            elif not text.strip():
+                reasons[i] = "text_empty"
+        clean = [t if reasons[i] is None else None for i, t in enumerate(text_values)]
+        batch = set_column(batch, ID, ids)
+        batch = set_column(batch, TEXT, pa.array(clean, pa.string()))
+        batch = set_column(batch, QUARANTINE, pa.array(reasons, pa.string()))
+        return set_column(batch, DETAIL, pa.array(details, pa.string()))
+
+
+def _as_string(values: pa.Array) -> pa.Array:
+    if pa.types.is_string(values.type):
+        return values
+    try:
+        return pc.cast(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        import json
+
+        return pa.array([None if v is None else json.dumps(v, default=str) for v in values.to_pylist()],
+                        pa.string())
+
+
+def annotation_type(labels: list[str] | None) -> pa.DataType:
+    """The type of the output's `moderation` struct column."""
+    score_fields = [pa.field(label, pa.float32()) for label in labels or []]
+    return pa.struct(
+        [
+            pa.field("id", pa.string()),
+            pa.field("toxicity", pa.float32()),
+            pa.field("scores", pa.struct(score_fields) if score_fields else pa.null()),
+            pa.field("action", pa.string()),
+            pa.field("reason", pa.string()),
+            pa.field("rewrite", pa.string()),
+            pa.field("rewrite_toxicity", pa.float32()),
+            pa.field("similarity", pa.float32()),
+        ]
+    )
+
+
+def _column_or_nulls(batch: pa.RecordBatch, name: str, type_: pa.DataType) -> pa.Array:
+    if name in batch.schema.names:
+        values = batch.column(name)
+        return values if values.type == type_ else pc.cast(values, type_)
+    return pa.nulls(batch.num_rows, type_)
+
+
+def finalize(batch: pa.RecordBatch, labels: list[str] | None) -> tuple[pa.RecordBatch, pa.RecordBatch]:
+    """Split a processed batch into (output rows, quarantined rows).
+
+    Output rows keep every input column, in input order, plus the `moderation` struct. Quarantined
+    rows keep the working columns too, for the quarantine and audit writers.
+    """
+    struct_type = annotation_type(labels)
+    children = [
+        _column_or_nulls(batch, PREFIX + f.name, f.type) for f in struct_type
+    ]
+    annotation = pa.StructArray.from_arrays(children, fields=list(struct_type))
+    active = active_mask(batch)
+    user_columns = [name for name in batch.schema.names if not name.startswith(PREFIX)]
+    output = pa.RecordBatch.from_arrays(
+        [batch.column(name) for name in user_columns] + [annotation],
+        names=user_columns + [ANNOTATION],
+    ).filter(active)
+    quarantined = batch.filter(pc.invert(active))
+    return output, quarantined

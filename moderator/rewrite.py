@@ -1,0 +1,102 @@
+"""Rewrite: turn the posts the policy sent to `rewrite` into neutral text with a LoRA-adapted decoder.
+
+Only rows whose action is `rewrite` are touched; all of a batch's prompts go to the engine in one
+call. A post whose prompt would not fit the engine's context is never handed to the engine: it is
+sent to review (`too_long_to_rewrite`), or, with `long_posts = "truncate"`, its start is rewritten
+and the reason says so (`rewritten_truncated`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+
+from moderator import models, prompts, records
+from moderator.config import RewriterConfig, RuntimeConfig
+from moderator.engines import Engine, build_engine
+from moderator.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+TRUNCATION_MARGIN = 4  # tokens kept free when cutting a post, for merges at the cut
+
+
+def resolve_models(config: RewriterConfig) -> tuple[models.ModelRef, models.ModelRef | None]:
+    """The base and adapter a run uses.
+
+    With neither configured, the adapter bundled with moderator and the base its adapter_config.json
+    names. With only an adapter, that adapter's base. With only a base, the base alone.
+    """
+    adapter_ref = config.adapter or (models.bundled("rewriter") if config.base is None else None)
+    adapter = models.resolve(adapter_ref, "adapter") if adapter_ref else None
+    if adapter is not None and not models.is_peft_adapter(adapter.path):
+        raise ModelError(f"adapter {adapter.ref!r}: no adapter_config.json; is it a PEFT adapter folder?")
+    base_ref = config.base
+    if base_ref is None and adapter is not None:
+        base_ref = models.read_json(adapter.path / "adapter_config.json").get("base_model_name_or_path")
+        if not base_ref:
+            raise ModelError(f"adapter {adapter.ref!r} does not name its base model; pass --rewriter-base")
+    return models.resolve(base_ref, "rewriter base"), adapter
+
+
+class Rewriter:
+    def __init__(self, config: RewriterConfig, runtime: RuntimeConfig, engine: Engine | None = None) -> None:
+        self.config = config
+        self.base, self.adapter = resolve_models(config)
+        device = models.pick_device(runtime.device)
+        models.set_threads(runtime.threads)
+        self.engine = engine or build_engine(config, device, self.base, self.adapter)
+        self.tokenizer = self.engine.tokenizer
+        self.prompt_budget = self.engine.max_model_len - config.max_new_tokens
+        self._overhead = self._count(prompts.build_prompt("x")) - self._count("x", special=False)
+        log.info("rewriter: %s engine, base %s, adapter %s", self.engine.name, self.base.ref,
+                 self.adapter.ref if self.adapter else None)
+
+    def _count(self, text: str, special: bool = True) -> int:
+        return len(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+
+    def fit(self, post: str) -> tuple[str | None, bool]:
+        """(prompt, truncated) for a post; prompt is None when it cannot fit and we may not cut it."""
+        prompt = prompts.build_prompt(post)
+        if self._count(prompt) <= self.prompt_budget:
+            return prompt, False
+        if self.config.long_posts == "review":
+            return None, False
+        ids = self.tokenizer(prompts.normalize_post(post), add_special_tokens=False)["input_ids"]
+        keep = self.prompt_budget - self._overhead - TRUNCATION_MARGIN
+        while keep > 0:
+            prompt = prompts.build_prompt(self.tokenizer.decode(ids[:keep], skip_special_tokens=True))
+            if self._count(prompt) <= self.prompt_budget:
+                return prompt, True
+            keep -= TRUNCATION_MARGIN
+        return None, False
+
+    def rewrite(self, posts: list[str]) -> list[str]:
+        """Rewrites for posts that fit (no policy, no checks): for evaluation and tests."""
+        return [prompts.parse_completion(g.text) for g in self.engine.generate([prompts.build_prompt(p) for p in posts])]
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        rows = records.rows_with_action(batch, "rewrite")
+        rewrites: list[str | None] = [None] * batch.num_rows
+        if not rows:
+            return records.set_column(batch, records.REWRITE, pa.array(rewrites, pa.string()))
+        texts = batch.column(records.TEXT).to_pylist()
+        actions = batch.column(records.ACTION).to_pylist()
+        reasons = batch.column(records.REASON).to_pylist()
+        todo: list[tuple[int, str]] = []
+        for i in rows:
+            prompt, truncated = self.fit(texts[i])
+            if prompt is None:
+                actions[i], reasons[i] = "review", "too_long_to_rewrite"
+                continue
+            if truncated:
+                reasons[i] = "rewritten_truncated"
+            todo.append((i, prompt))
+        if todo:
+            generations = self.engine.generate([prompt for _, prompt in todo])
+            for (i, _), generation in zip(todo, generations):
+                rewrites[i] = prompts.parse_completion(generation.text)
+        batch = records.set_column(batch, records.REWRITE, pa.array(rewrites, pa.string()))
+        batch = records.set_column(batch, records.ACTION, pa.array(actions, pa.string()))
+        return records.set_column(batch, records.REASON, pa.array(reasons, pa.string()))

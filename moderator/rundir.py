@@ -1,0 +1,129 @@
+"""The run folder: where a run writes, and how a finished run is told from an unfinished one.
+
+    DIR/output/part-*.parquet|jsonl   annotated posts
+    DIR/audit.jsonl                   one line per input record
+    DIR/quarantine.jsonl              records that could not be moderated, with reasons
+    DIR/manifest.json                 written last: its presence with status "complete" marks a finished run
+
+A run writes everything under `DIR/.partial/` and moves it into place only when it has finished,
+so a run that fails (or is killed) leaves nothing that looks like a finished output, and an
+`--overwrite` run that fails leaves the previous finished output as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from moderator.errors import OutputError
+from moderator.readers import JSONL_SUFFIXES, PARQUET_SUFFIXES, STDIN, _glob_root
+from moderator.writers import json_default
+
+log = logging.getLogger(__name__)
+
+OUTPUT, AUDIT, QUARANTINE, MANIFEST, STAGING = "output", "audit.jsonl", "quarantine.jsonl", "manifest.json", ".partial"
+KNOWN = {OUTPUT, AUDIT, QUARANTINE, MANIFEST, STAGING}
+
+
+def default_output(specs: list[str]) -> Path:
+    """`posts.parquet` -> `posts.moderated/` beside it; a folder or glob root `dump/` -> `dump.moderated/`."""
+    first = specs[0]
+    if first == STDIN:
+        raise OutputError("reading from stdin: name the output folder with --out")
+    import glob
+
+    path = Path(_glob_root(first) if glob.has_magic(first) else first).expanduser()
+    if path.is_dir():
+        path = path.resolve()
+        return path.with_name(path.name + ".moderated")
+    name = path.name
+    for suffix in sorted(JSONL_SUFFIXES + PARQUET_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(name + ".moderated")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to a temporary file in the same folder, fsync it, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; follow the umask like other files
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, indent=2, ensure_ascii=False, default=json_default)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.staging = path / STAGING
+
+    def finished(self) -> dict[str, Any] | None:
+        """The manifest of a finished run in this folder, or None."""
+        try:
+            manifest = json.loads((self.path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        return manifest if isinstance(manifest, dict) and manifest.get("status") == "complete" else None
+
+    def start(self, overwrite: bool) -> Path:
+        """Create an empty staging folder and return it. Refuses folders that are not ours."""
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"{self.path}: exists and is not a folder")
+        if self.path.is_dir():
+            foreign = sorted(p.name for p in self.path.iterdir() if p.name not in KNOWN)
+            if foreign and not overwrite:
+                raise OutputError(
+                    f"{self.path}: exists and holds files that are not a moderator output "
+                    f"({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); choose another --out"
+                )
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            if self.staging.exists():
+                log.info("removing the unfinished output of an earlier run in %s", self.staging)
+                shutil.rmtree(self.staging)
+            self.staging.mkdir()
+            probe = self.staging / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write here ({exc.strerror})") from None
+        return self.staging
+
+    def commit(self, manifest: dict[str, Any]) -> None:
+        """Move the staged run into place; the manifest goes last, marking the run finished."""
+        try:
+            for name in (MANIFEST, OUTPUT, AUDIT, QUARANTINE):  # a previous run's, with --overwrite
+                old = self.path / name
+                if old.is_dir():
+                    shutil.rmtree(old)
+                elif old.exists():
+                    old.unlink()
+            for name in (OUTPUT, AUDIT, QUARANTINE):
+                os.replace(self.staging / name, self.path / name)
+            write_json_atomic(self.path / MANIFEST, manifest)
+            shutil.rmtree(self.staging)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot finish the output ({exc.strerror})") from None
+
+    def fail(self, message: str) -> None:
+        """Leave a note in the staging folder of a failed run (it is removed by the next run)."""
+        try:
+            (self.staging / "error.txt").write_text(message + "\n")
+        except OSError:
+            pass
