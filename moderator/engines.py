@@ -156,7 +156,9 @@ class HFEngine:
                 )
                 new = output[:, 1:] if self.seq2seq else output[:, batch["input_ids"].shape[1]:]
                 for row, index in zip(new.tolist(), chunk):
-                    ids = _strip_eos(row, self.eos_ids, self.tokenizer.pad_token_id)
+                    # Like vLLM, never go past the context: prompt + generated <= max_model_len.
+                    room = self.max_model_len - (0 if self.seq2seq else lengths[index])
+                    ids = _strip_eos(row, self.eos_ids, self.tokenizer.pad_token_id)[: max(room, 0)]
                     text = self.tokenizer.decode(ids, skip_special_tokens=True)
                     results[index] = Generation(text, ids)
         return results  # type: ignore[return-value]

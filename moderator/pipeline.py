@@ -42,8 +42,38 @@ PACKAGES = ("moderator", "torch", "transformers", "peft", "tokenizers", "safeten
 
 
 @dataclass
+class Models:
+    """The loaded models of a run. Loading is the slow part; steps are cheap to build from these."""
+
+    classifier: Any  # moderator.classify.Classifier
+    rewriter: Any = None  # moderator.rewrite.Rewriter, when rewriting is on
+    embedder: Any = None  # moderator.embed.Embedder, when rewriting is on
+
+    def refs(self) -> dict[str, ModelRef | None]:
+        refs: dict[str, ModelRef | None] = {"classifier": self.classifier.model_ref}
+        if self.rewriter is not None:
+            refs.update(rewriter_base=self.rewriter.base, adapter=self.rewriter.adapter,
+                        embedder=self.embedder.model_ref)
+        return refs
+
+
+def load_models(config: JobConfig) -> Models:
+    from moderator.classify import Classifier
+
+    classifier = Classifier(config.classifier, config.runtime)
+    if not config.rewriter.enabled:
+        return Models(classifier)
+    from moderator.embed import Embedder
+    from moderator.rewrite import Rewriter
+
+    rewriter = Rewriter(config.rewriter, config.runtime)
+    embedder = Embedder(config.verify.embedder, pick_device(config.runtime.device), config.verify.batch_size)
+    return Models(classifier, rewriter, embedder)
+
+
+@dataclass
 class Steps:
-    """The built steps of a run, and what the run must record about them."""
+    """The steps of a run in order, and what the run must record about them."""
 
     steps: list[tuple[str, Step]]
     labels: list[str]
@@ -52,34 +82,32 @@ class Steps:
     classifier_info: dict[str, Any] = field(default_factory=dict)
 
 
-def build_steps(config: JobConfig) -> Steps:
-    from moderator.classify import Classifier
+def build_steps(config: JobConfig, models: Models) -> Steps:
+    """The steps for `config`, around already loaded models (thresholds always come from `config`)."""
     from moderator.policy import Policy
 
-    classifier = Classifier(config.classifier, config.runtime)
+    classifier = models.classifier
     steps: list[tuple[str, Step]] = [
         ("prepare", records.Prepare(config.input.text_column, config.input.id_column)),
         ("classify", classifier),
         ("policy", Policy(config.policy, rewrite_enabled=config.rewriter.enabled)),
     ]
-    model_refs: dict[str, ModelRef | None] = {"classifier": classifier.model_ref}
+    refs = {"classifier": classifier.model_ref}
     engine = None
     if config.rewriter.enabled:
-        from moderator.embed import Embedder
-        from moderator.rewrite import Rewriter
         from moderator.verify import Verify
 
-        rewriter = Rewriter(config.rewriter, config.runtime)
-        embedder = Embedder(config.verify.embedder, pick_device(config.runtime.device), config.verify.batch_size)
-        steps += [("rewrite", rewriter), ("verify", Verify(config.policy, classifier, embedder))]
-        model_refs.update(rewriter_base=rewriter.base, adapter=rewriter.adapter, embedder=embedder.model_ref)
-        engine = rewriter.engine.name
+        if models.rewriter is None:
+            raise ValueError("rewriting is on, but the models were loaded without a rewriter")
+        steps += [("rewrite", models.rewriter), ("verify", Verify(config.policy, classifier, models.embedder))]
+        refs = models.refs()
+        engine = models.rewriter.engine.name
     info = {
         "labels": classifier.labels,
         "toxic_labels": [classifier.labels[i] for i in classifier.toxic_index],
         "multi_label": classifier.multi_label,
     }
-    return Steps(steps, classifier.labels, model_refs, engine, info)
+    return Steps(steps, classifier.labels, refs, engine, info)
 
 
 @dataclass
@@ -165,13 +193,13 @@ def run(
     overwrite: bool = False,
     progress: bool = False,
     stdin: BinaryIO | None = None,
-    steps: Steps | None = None,
+    models: Models | None = None,
     command: list[str] | None = None,
 ) -> RunResult:
     """Moderate `inputs` into the run folder `out` (default: beside the first input).
 
     Raises `ModeratorError` subclasses for bad input, output, configuration or models; the run
-    folder then holds no finished output. `steps` lets a caller reuse models across runs.
+    folder then holds no finished output. `models` lets a caller reuse loaded models across runs.
     """
     started, clock = _now(), time.perf_counter()
     files = readers.discover(inputs)
@@ -190,16 +218,16 @@ def run(
     staging = rundir.start(overwrite)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
     try:
-        return _run(config, files, rundir, staging, run_id, started, clock, total, progress, stdin, steps, command)
+        return _run(config, files, rundir, staging, run_id, started, clock, total, progress, stdin, models, command)
     except BaseException as exc:
         rundir.fail(f"{type(exc).__name__}: {exc}")
         raise
 
 
-def _run(config, files, rundir, staging, run_id, started, clock, total, progress, stdin, steps, command):  # type: ignore[no-untyped-def]
+def _run(config, files, rundir, staging, run_id, started, clock, total, progress, stdin, models, command):  # type: ignore[no-untyped-def]
     timings: Counter = Counter()
     t0 = time.perf_counter()
-    steps = steps or build_steps(config)
+    steps = build_steps(config, models or load_models(config))
     timings["load_models"] = time.perf_counter() - t0
     fmt = output_format(config, files)
     parts = PartWriter(staging / OUTPUT, fmt, config.output.rows_per_shard, config.output.compression)

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from moderator.errors import OutputError
+from moderator.errors import ConfigError, OutputError
 from moderator.readers import JSONL_SUFFIXES, PARQUET_SUFFIXES, STDIN, _glob_root
 from moderator.writers import json_default
 
@@ -34,7 +34,7 @@ def default_output(specs: list[str]) -> Path:
     """`posts.parquet` -> `posts.moderated/` beside it; a folder or glob root `dump/` -> `dump.moderated/`."""
     first = specs[0]
     if first == STDIN:
-        raise OutputError("reading from stdin: name the output folder with --out")
+        raise ConfigError("reading from stdin: name the output folder with --out")
     import glob
 
     path = Path(_glob_root(first) if glob.has_magic(first) else first).expanduser()

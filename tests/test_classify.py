@@ -1,0 +1,72 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import POSTS
+
+from moderator import records
+from moderator.classify import Classifier
+from moderator.config import ClassifierConfig, RuntimeConfig
+from moderator.errors import ConfigError, ModelError
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny):
+    return Classifier(ClassifierConfig(model=str(tiny.classifier), batch_size=2), RuntimeConfig())
+
+
+def test_labels_and_toxic_label_inference(classifier):
+    assert classifier.labels == ["neutral", "toxic"]
+    assert classifier.toxic_index == [1] and not classifier.multi_label
+
+
+def test_probabilities_do_not_depend_on_batching_or_padding(classifier):
+    texts = POSTS + ["short", "a much longer post " * 20]
+    together = classifier.predict(texts)
+    alone = np.concatenate([classifier.predict([t]) for t in texts])
+    assert together.shape == (len(texts), 2)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    np.testing.assert_allclose(together.sum(axis=1), 1.0, atol=1e-5)  # softmax
+
+
+def test_step_adds_scores_and_skips_quarantined_rows(classifier):
+    batch = pa.RecordBatch.from_pydict({records.TEXT: ["hello", None, "you idiot"]})
+    out = classifier(batch)
+    toxicity = out.column(records.TOXICITY).to_pylist()
+    scores = out.column(records.SCORES).to_pylist()
+    assert toxicity[1] is None and scores[1] is None
+    assert scores[0]["toxic"] == pytest.approx(toxicity[0]) and 0 <= toxicity[0] <= 1
+    assert scores[2]["neutral"] + scores[2]["toxic"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_multilabel_model_uses_sigmoid_and_max_over_toxic_labels(tiny):
+    clf = Classifier(ClassifierConfig(model=str(tiny.multilabel)), RuntimeConfig())
+    assert clf.multi_label and [clf.labels[i] for i in clf.toxic_index] == ["toxic", "insult", "threat"]
+    probs = clf.predict(POSTS)
+    np.testing.assert_allclose(clf.toxicity(probs), probs[:, :3].max(axis=1))
+    only_threat = Classifier(ClassifierConfig(model=str(tiny.multilabel), toxic_labels=("threat",)), RuntimeConfig())
+    np.testing.assert_allclose(only_threat.toxicity(probs), probs[:, 2])
+
+
+def test_unknown_toxic_label_is_a_config_error(tiny):
+    with pytest.raises(ConfigError, match=r"toxic_labels \['rude'\] are not labels"):
+        Classifier(ClassifierConfig(model=str(tiny.classifier), toxic_labels=("rude",)), RuntimeConfig())
+
+
+def test_labels_that_say_nothing_need_toxic_labels(tiny, tmp_path):
+    import tiny_models
+
+    path = tiny_models.build_bert_classifier(tmp_path / "abc", labels=("a", "b", "c"))
+    with pytest.raises(ConfigError, match="cannot tell which labels"):
+        Classifier(ClassifierConfig(model=str(path)), RuntimeConfig())
+
+
+def test_missing_model_is_a_model_error(tmp_path):
+    with pytest.raises(ModelError, match="no such folder"):
+        Classifier(ClassifierConfig(model=str(tmp_path / "nothing")), RuntimeConfig())
+    with pytest.raises(ModelError, match="fetching it from the model hub failed"):
+        Classifier(ClassifierConfig(model="nobody/no-such-model"), RuntimeConfig())
+
+
+def test_very_long_post_is_truncated_not_fatal(classifier):
+    probs = classifier.predict(["word " * 200_000])
+    assert probs.shape == (1, 2)

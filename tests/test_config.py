@@ -1,0 +1,62 @@
+import pytest
+
+from moderator.config import JobConfig, describe, read_toml
+from moderator.errors import ConfigError
+
+
+def test_defaults_are_valid_and_round_trip_through_describe(tmp_path):
+    config = JobConfig()
+    assert config.policy.rewrite_threshold < config.policy.remove_threshold
+    text = describe(config)
+    path = tmp_path / "job.toml"
+    path.write_text(text)
+    assert read_toml(path)["policy"]["rewrite_threshold"] == config.policy.rewrite_threshold
+    assert JobConfig.load(path) == config  # unset settings are commented out, so defaults stay
+
+
+def test_file_then_flags_precedence(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('[policy]\nrewrite_threshold = 0.3\nremove_threshold = 0.9\n[input]\ntext_column = "body"\n')
+    config = JobConfig.load(path, {"policy": {"rewrite_threshold": 0.4}})
+    assert config.policy.rewrite_threshold == 0.4  # the flag wins
+    assert config.policy.remove_threshold == 0.9  # the file beats the default
+    assert config.input.text_column == "body"
+    assert config.input.id_column == "id"  # untouched default
+
+
+def test_ints_are_accepted_for_floats_and_lists_become_tuples(tmp_path):
+    path = tmp_path / "job.toml"
+    path.write_text('[policy]\nremove_threshold = 1\n[classifier]\ntoxic_labels = ["toxic", "insult"]\n')
+    config = JobConfig.load(path)
+    assert config.policy.remove_threshold == 1.0 and isinstance(config.policy.remove_threshold, float)
+    assert config.classifier.toxic_labels == ("toxic", "insult")
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("[polcy]\nx = 1\n", "unknown section [polcy] (did you mean 'policy'?)"),
+        ("[policy]\nrewrite_treshold = 0.2\n", "unknown setting 'rewrite_treshold' (did you mean 'rewrite_threshold'?)"),
+        ("[policy]\nrewrite_threshold = 'high'\n", "rewrite_threshold must be float, not str"),
+        ("[policy]\nrewrite_threshold = 0.9\nremove_threshold = 0.5\n", "is above remove_threshold"),
+        ("[policy]\nremove_threshold = 1.5\n", "must be between 0.0 and 1.0"),
+        ("[rewriter]\nengine = 'tgi'\n", "engine = 'tgi' is not one of: auto, vllm, hf"),
+        ("[rewriter]\nenabled = 1\n", "enabled must be bool, not int"),
+        ("[input]\nbatch_size = 0\n", "batch_size = 0 must be greater than 0"),
+        ("[rewriter]\nmax_new_tokens = 2000\n", "leaves no room for the prompt"),
+        ("policy = 3\n", "[policy] must be a table"),
+        ("[policy\n", "is not valid TOML"),
+    ],
+)
+def test_bad_settings_name_the_file_and_the_fix(tmp_path, toml, message):
+    path = tmp_path / "job.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as error:
+        JobConfig.load(path)
+    assert message in str(error.value)
+    assert str(path) in str(error.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        JobConfig.load(tmp_path / "nope.toml")

@@ -1,0 +1,77 @@
+import datetime as dt
+import decimal
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from moderator import records
+from moderator.writers import JsonLinesWriter, PartWriter, conform, json_line, quarantine_records
+
+
+def test_parts_rotate_by_rows(tmp_path):
+    writer = PartWriter(tmp_path / "out", "parquet", rows_per_shard=4)
+    for start in range(0, 10, 3):
+        writer.write(pa.RecordBatch.from_pydict({"x": list(range(start, min(start + 3, 10)))}))
+    parts = writer.close()
+    assert [p["rows"] for p in parts] == [4, 4, 2]
+    values = [v for p in parts for v in pq.read_table(tmp_path / "out" / p["file"]).column("x").to_pylist()]
+    assert values == list(range(10))
+
+
+def test_new_part_when_schema_cannot_be_conformed(tmp_path):
+    writer = PartWriter(tmp_path / "out", "parquet", rows_per_shard=100)
+    writer.write(pa.RecordBatch.from_pydict({"a": [1], "b": ["x"]}))
+    writer.write(pa.RecordBatch.from_pydict({"a": [2]}))  # b missing: filled with null, same part
+    writer.write(pa.RecordBatch.from_pydict({"a": [3], "b": pa.nulls(1)}))  # null-typed b: same part
+    writer.write(pa.RecordBatch.from_pydict({"a": ["four"]}))  # a changed type: new part, nothing coerced
+    parts = writer.close()
+    assert [p["rows"] for p in parts] == [3, 1]
+    first = pq.read_table(tmp_path / "out" / parts[0]["file"])
+    assert first.column("b").to_pylist() == ["x", None, None]
+    assert pq.read_table(tmp_path / "out" / parts[1]["file"]).column("a").to_pylist() == ["four"]
+
+
+def test_conform():
+    schema = pa.schema([("a", pa.int64()), ("b", pa.string())])
+    assert conform(pa.RecordBatch.from_pydict({"c": [1]}), schema) is None
+    assert conform(pa.RecordBatch.from_pydict({"b": ["x"]}), schema).column("a").to_pylist() == [None]
+
+
+def test_jsonl_parts_and_non_json_values(tmp_path):
+    writer = PartWriter(tmp_path / "out", "jsonl", rows_per_shard=100)
+    writer.write(pa.RecordBatch.from_pydict({
+        "when": [dt.datetime(2026, 11, 24, 12, 0)],
+        "blob": [b"\x00\x01"],
+        "price": pa.array([decimal.Decimal("1.50")]),
+        "tags": [["a", "b"]],
+    }))
+    [part] = writer.close()
+    row = json.loads((tmp_path / "out" / part["file"]).read_text())
+    assert row == {"when": "2026-11-24T12:00:00", "blob": "AAE=", "price": "1.50", "tags": ["a", "b"]}
+
+
+def test_json_lines_writer_counts(tmp_path):
+    writer = JsonLinesWriter(tmp_path / "log.jsonl")
+    writer.write([{"a": 1}, {"b": "é"}])
+    writer.close()
+    assert writer.rows == 2
+    assert (tmp_path / "log.jsonl").read_text(encoding="utf-8") == '{"a":1}\n{"b":"é"}\n'
+    assert json_line({"x": None}) == '{"x":null}\n'
+
+
+def test_quarantine_records_keep_everything():
+    batch = pa.RecordBatch.from_pydict({
+        "text": [None, None],
+        "lang": ["en", None],
+        records.ID: ["a", "f.jsonl:1"],
+        records.SOURCE: ["f.parquet", "f.jsonl"],
+        records.ROW: [0, 1],
+        records.RAW: [None, "not json"],
+        records.QUARANTINE: ["text_null", "invalid_json"],
+        records.DETAIL: [None, "Expecting value at column 1"],
+    })
+    first, second = quarantine_records(batch)
+    assert first == {"id": "a", "source": "f.parquet", "row": 0, "reason": "text_null",
+                     "detail": "the text is null", "record": {"text": None, "lang": "en"}}
+    assert second["raw"] == "not json" and second["line"] == 2 and second["reason"] == "invalid_json"
