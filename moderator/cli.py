@@ -55,6 +55,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     Examples:
       moderate batch posts.parquet
       moderate batch dump/ --out run/ --config job.toml
+      moderate show posts.moderated
       moderate config > job.toml
     """
     ctx.ensure_object(dict)
@@ -146,6 +147,26 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
     click.echo(f"moderated {counts['input_rows']} posts in {manifest['timings_s']['total']:.1f} s "
                f"({manifest['posts_per_s']} posts/s): {summary}", err=True)
     click.echo(f"output: {result.path}", err=True)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("-a", "--action", "actions", multiple=True, type=click.Choice(("allow", "rewrite", "review", "remove")),
+              help="Show only these actions (repeatable). [default: all]")
+@click.option("-n", "--limit", type=click.IntRange(1), default=5, show_default=True, help="Posts shown per action.")
+@click.pass_context
+def show(ctx: click.Context, run_dir: Path, actions: tuple[str, ...], limit: int) -> None:
+    """Show a finished run's counts and a few of its decisions per action.
+
+    \b
+    Examples:
+      moderate show posts.moderated
+      moderate show posts.moderated --action rewrite --limit 20
+    """
+    from moderator.show import format_run
+
+    with _errors(ctx):
+        click.echo(format_run(run_dir, actions or ("allow", "rewrite", "review", "remove"), limit), nl=False)
 
 
 @cli.command("config")

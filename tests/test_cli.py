@@ -139,3 +139,13 @@ def test_config_command_prints_resolvable_toml(tmp_path):
     job.write_text(result.output)
     shown = CliRunner().invoke(cli, ["config", "--config", str(job)])
     assert shown.output == result.output
+
+
+def test_show_prints_decisions_of_a_finished_run(invoke, tmp_path):
+    posts = write_parquet(tmp_path / "posts.parquet", {"text": POSTS})
+    assert invoke("batch", str(posts), "--rewrite-threshold", "0", "--remove-threshold", "1").exit_code == 0
+    result = CliRunner().invoke(cli, ["show", str(tmp_path / "posts.moderated"), "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    assert "6 posts" in result.output and result.output.count("  post: ") == 2
+    assert result.output.count("  rewrite: ") + result.output.count("[review") >= 2
+    assert_one_line_error(CliRunner().invoke(cli, ["show", str(tmp_path)]), 3, "no finished run")
