@@ -41,7 +41,7 @@ class AuditLog:
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         ids, sources, rows = column(records.ID), column(records.SOURCE), column(records.ROW)
         texts, quarantine = column(records.TEXT), column(records.QUARANTINE)
-        toxicity, scores = column(records.TOXICITY), column(records.SCORES)
+        toxicity, scores, stage = column(records.TOXICITY), column(records.SCORES), column(records.STAGE)
         actions, reasons = column(records.ACTION), column(records.REASON)
         rewrites = column(records.REWRITE)
         rewrite_toxicity, similarity = column(records.REWRITE_TOXICITY), column(records.SIMILARITY)
@@ -58,6 +58,7 @@ class AuditLog:
                 "action": "quarantine" if quarantined else actions[i],
                 "reason": quarantine[i] if quarantined else reasons[i],
                 "toxicity": _round(toxicity[i]),
+                "stage": stage[i],
                 "scores": None if scores[i] is None else {k: _round(v) for k, v in scores[i].items()},
                 "rewrite_sha256": sha256_text(rewrites[i]),
                 "rewrite_toxicity": _round(rewrite_toxicity[i]),

@@ -139,11 +139,18 @@ class Classifier:
         return pa.StructArray.from_arrays(children, fields=fields, mask=mask)
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Score every post that has text and was not already cleared by the cascade's first stage."""
         texts = batch.column(records.TEXT).to_pylist()
-        present = np.array([t is not None for t in texts], dtype=bool)
-        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        index = np.flatnonzero(present)
+        n = len(texts)
+        prior = batch.column(records.TOXICITY).to_pylist() if records.TOXICITY in batch.schema.names else [None] * n
+        stage = batch.column(records.STAGE).to_pylist() if records.STAGE in batch.schema.names else [None] * n
+        todo = np.array([t is not None and p is None for t, p in zip(texts, prior)], dtype=bool)
+        index = np.flatnonzero(todo)
+        probs = np.zeros((n, len(self.labels)), dtype=np.float32)
         probs[index] = self.predict([texts[i] for i in index])
-        toxicity = pa.array(self.toxicity(probs), pa.float32(), mask=~present)
-        batch = records.set_column(batch, records.TOXICITY, toxicity)
-        return records.set_column(batch, records.SCORES, self.scores_array(probs, present))
+        scored = self.toxicity(probs)
+        toxicity = [float(scored[i]) if todo[i] else prior[i] for i in range(n)]
+        stage = ["classifier" if todo[i] else stage[i] for i in range(n)]
+        batch = records.set_column(batch, records.TOXICITY, pa.array(toxicity, pa.float32()))
+        batch = records.set_column(batch, records.STAGE, pa.array(stage, pa.string()))
+        return records.set_column(batch, records.SCORES, self.scores_array(probs, todo))

@@ -35,6 +35,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 FORMATS = ("auto", "parquet", "jsonl")
 LONG_POSTS = ("review", "truncate")
+CASCADE = ("auto", "on", "off")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -102,10 +103,17 @@ class ClassifierConfig:
     batch_size: int = _help("posts per forward pass (posts are sorted by length first)", 64)
     max_length: int = _help("tokens per post seen by the classifier; longer posts are truncated", 256)
     dtype: str = _help("float32, bfloat16, or auto (float32 on CPU, bfloat16 on GPU)", "float32")
+    cascade: str = _help(
+        "cheap first stage that clears confidently clean posts before the transformer: auto (on when "
+        "the classifier ships one that met its recall target and the rewrite threshold is not below "
+        "the one it was calibrated for), on, or off",
+        "auto",
+    )
 
     def __post_init__(self) -> None:
         _check_positive("classifier", batch_size=self.batch_size, max_length=self.max_length)
         _check_choice("classifier", "dtype", self.dtype, DTYPES)
+        _check_choice("classifier", "cascade", self.cascade, CASCADE)
         object.__setattr__(self, "toxic_labels", tuple(self.toxic_labels))
 
 

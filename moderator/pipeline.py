@@ -29,7 +29,7 @@ import pyarrow as pa
 from moderator import __version__, readers, records
 from moderator.audit import AuditLog
 from moderator.config import JobConfig
-from moderator.errors import ModeratorError, OutputError
+from moderator.errors import ConfigError, ModeratorError, OutputError
 from moderator.models import ModelRef, pick_device
 from moderator.rundir import AUDIT, OUTPUT, QUARANTINE, RunDir, default_output
 from moderator.writers import JsonLinesWriter, PartWriter, quarantine_records
@@ -48,6 +48,7 @@ class Models:
     classifier: Any  # moderator.classify.Classifier
     rewriter: Any = None  # moderator.rewrite.Rewriter, when rewriting is on
     embedder: Any = None  # moderator.embed.Embedder, when rewriting is on
+    prefilter: Any = None  # moderator.cascade.Prefilter, when the classifier ships one
 
     def refs(self) -> dict[str, ModelRef | None]:
         refs: dict[str, ModelRef | None] = {"classifier": self.classifier.model_ref}
@@ -58,17 +59,38 @@ class Models:
 
 
 def load_models(config: JobConfig) -> Models:
+    from moderator.cascade import Prefilter
     from moderator.classify import Classifier
 
     classifier = Classifier(config.classifier, config.runtime)
+    prefilter = None
+    folder = classifier.model_ref.path
+    if config.classifier.cascade != "off" and Prefilter.present(folder):
+        prefilter = Prefilter(folder)
+    elif config.classifier.cascade == "on":
+        raise ConfigError(f"[classifier] cascade = on, but {classifier.model_ref.ref!r} ships no cascade "
+                          "(cascade.json); train one with `python -m train cascade` or set cascade = auto")
     if not config.rewriter.enabled:
-        return Models(classifier)
+        return Models(classifier, prefilter=prefilter)
     from moderator.embed import Embedder
     from moderator.rewrite import Rewriter
 
     rewriter = Rewriter(config.rewriter, config.runtime)
     embedder = Embedder(config.verify.embedder, pick_device(config.runtime.device), config.verify.batch_size)
-    return Models(classifier, rewriter, embedder)
+    return Models(classifier, rewriter, embedder, prefilter)
+
+
+def cascade_active(config: JobConfig, prefilter: Any) -> bool:
+    """Whether this run uses the cascade's first stage (see [classifier] cascade)."""
+    if prefilter is None or config.classifier.cascade == "off":
+        return False
+    compatible = config.policy.rewrite_threshold >= prefilter.calibrated_for
+    if config.classifier.cascade == "on":
+        if not compatible:
+            log.warning("the cascade was calibrated for rewrite_threshold >= %s, this run uses %s: it may clear "
+                        "posts the classifier would flag", prefilter.calibrated_for, config.policy.rewrite_threshold)
+        return True
+    return prefilter.meets_target and compatible
 
 
 @dataclass
@@ -87,8 +109,11 @@ def build_steps(config: JobConfig, models: Models) -> Steps:
     from moderator.policy import Policy
 
     classifier = models.classifier
-    steps: list[tuple[str, Step]] = [
-        ("prepare", records.Prepare(config.input.text_column, config.input.id_column)),
+    steps: list[tuple[str, Step]] = [("prepare", records.Prepare(config.input.text_column, config.input.id_column))]
+    use_cascade = cascade_active(config, models.prefilter)
+    if use_cascade:
+        steps.append(("prefilter", models.prefilter))
+    steps += [
         ("classify", classifier),
         ("policy", Policy(config.policy, rewrite_enabled=config.rewriter.enabled)),
     ]
@@ -106,6 +131,12 @@ def build_steps(config: JobConfig, models: Models) -> Steps:
         "labels": classifier.labels,
         "toxic_labels": [classifier.labels[i] for i in classifier.toxic_index],
         "multi_label": classifier.multi_label,
+        "cascade": None if models.prefilter is None else {
+            "active": use_cascade,
+            "threshold": models.prefilter.threshold,
+            "calibrated_for_rewrite_threshold": models.prefilter.calibrated_for,
+            "met_target": models.prefilter.meets_target,
+        },
     }
     return Steps(steps, classifier.labels, refs, engine, info)
 

@@ -4,6 +4,7 @@
     rewrite_threshold <= toxicity < remove      -> rewrite (above_rewrite_threshold)
                                                    or review (rewrite_disabled) with --no-rewrite
     toxicity >= remove_threshold                -> remove  (above_remove_threshold)
+    cleared by the cascade's first stage        -> allow   (cleared_by_prefilter)
 
 Rewrites are then checked by `verify`, which may turn a `rewrite` into `review`.
 """
@@ -42,6 +43,10 @@ class Policy:
         present = np.asarray(toxicity.is_valid())
         scores = toxicity.fill_null(0.0).to_numpy(zero_copy_only=False)
         actions, reasons = self.decide(scores)
+        if records.STAGE in batch.schema.names:
+            for i, stage in enumerate(batch.column(records.STAGE).to_pylist()):
+                if stage == "prefilter":  # cleared by the cascade: confidently clean
+                    actions[i], reasons[i] = "allow", "cleared_by_prefilter"
         mask = pa.array(~present)
         batch = records.set_column(batch, records.ACTION, pa.array(actions, pa.string(), mask=mask))
         return records.set_column(batch, records.REASON, pa.array(reasons, pa.string(), mask=mask))

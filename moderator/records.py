@@ -22,6 +22,7 @@ QUARANTINE = "__mod_quarantine"  # reason code, or null for rows that go on
 DETAIL = "__mod_detail"  # human-readable detail for the quarantine reason
 ID = "__mod_id"
 TEXT = "__mod_text"
+STAGE = "__mod_stage"  # which model scored the row: "prefilter" (cascade first stage) or "classifier"
 TOXICITY = "__mod_toxicity"
 SCORES = "__mod_scores"
 ACTION = "__mod_action"
@@ -36,6 +37,7 @@ ANNOTATION = "moderation"  # the output's struct column
 ACTIONS = ("allow", "rewrite", "review", "remove")
 REASONS = {
     "below_rewrite_threshold": "allow: toxicity under the rewrite threshold",
+    "cleared_by_prefilter": "allow: the cascade's first stage is confident the post is clean",
     "above_rewrite_threshold": "rewrite: toxic, rewritten, and the rewrite passed verification",
     "rewritten_truncated": "rewrite: too long for the rewriter's context; its start was rewritten",
     "above_remove_threshold": "remove: toxicity at or above the remove threshold",
@@ -146,6 +148,7 @@ def annotation_type(labels: list[str] | None) -> pa.DataType:
         [
             pa.field("id", pa.string()),
             pa.field("toxicity", pa.float32()),
+            pa.field("stage", pa.string()),
             pa.field("scores", pa.struct(score_fields) if score_fields else pa.null()),
             pa.field("action", pa.string()),
             pa.field("reason", pa.string()),

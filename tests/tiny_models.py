@@ -137,3 +137,31 @@ def build_lora_adapter(base: Path, out: Path, r: int = 8, seed: int = 1) -> Path
     peft_model = get_peft_model(model, config)
     peft_model.save_pretrained(out)
     return out
+
+
+def build_t5_seq2seq(out: Path, seed: int = 0) -> Path:
+    """A 2-layer T5 encoder-decoder with a BPE tokenizer that ends every sequence with </s>."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    out.mkdir(parents=True, exist_ok=True)
+    special = ["<pad>", "</s>", "<unk>"]
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    _train_tokenizer(tok, trainer, CORPUS)
+    eos = tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                   model_max_length=256)
+    fast.save_pretrained(out)
+    torch.manual_seed(seed)
+    pad = tok.token_to_id("<pad>")
+    config = T5Config(vocab_size=tok.get_vocab_size(), d_model=64, d_kv=32, d_ff=128, num_layers=2,
+                      num_decoder_layers=2, num_heads=2, pad_token_id=pad, eos_token_id=eos,
+                      decoder_start_token_id=pad, n_positions=256)
+    model = T5ForConditionalGeneration(config)
+    model.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    return out

@@ -1,0 +1,76 @@
+"""The classifier that ships inside the package: loads offline, works, and its card is honest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import SHARED_DATA, read_output, write_parquet
+
+from moderator import models
+from moderator.classify import Classifier
+from moderator.cascade import Prefilter
+from moderator.cli import cli
+from moderator.config import ClassifierConfig, RuntimeConfig
+
+BUNDLED = models.BUNDLED / "classifier"
+
+TOXIC = ["you are a pathetic idiot and nobody wants you here", "shut the fuck up, you worthless piece of shit"]
+CLEAN = ["thanks for the detailed answer, it solved my problem", "the meeting has been moved to thursday afternoon"]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return Classifier(ClassifierConfig(), RuntimeConfig())  # no model named: the bundled one
+
+
+def test_bundled_classifier_is_an_adapter_on_the_pip_base(classifier):
+    assert classifier.model_ref.path == BUNDLED.resolve()
+    config = json.loads((BUNDLED / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "pip:all-MiniLM-L6-v2"
+    size = sum(f.stat().st_size for f in BUNDLED.iterdir())
+    assert size < 5_000_000  # a small adapter, not a model
+
+
+def test_obvious_sentences_land_on_the_right_side(classifier):
+    toxic = classifier.toxicity(classifier.predict(TOXIC))
+    clean = classifier.toxicity(classifier.predict(CLEAN))
+    assert (toxic > 0.9).all() and (clean < 0.1).all(), (toxic, clean)
+
+
+def test_moderate_batch_uses_the_bundled_classifier_by_default(tmp_path):
+    posts = write_parquet(tmp_path / "posts.parquet", {"text": TOXIC + CLEAN})
+    result = CliRunner().invoke(cli, ["batch", str(posts), "--no-rewrite"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "posts.moderated" / "manifest.json").read_text())
+    assert manifest["models"]["classifier"]["path"] == str(BUNDLED.resolve())
+    actions = [m["action"] for m in read_output(tmp_path / "posts.moderated").column("moderation").to_pylist()]
+    assert actions[:2] != ["allow", "allow"] and actions[2:] == ["allow", "allow"]
+
+
+def test_the_shipped_cascade_matches_its_card():
+    meta = json.loads((BUNDLED / "cascade.json").read_text())
+    metrics = json.loads((BUNDLED / "metrics.json").read_text())
+    assert metrics["cascade"]["threshold"] == meta["threshold"]
+    assert metrics["cascade"]["meets_target"] == all(r["flag_loss"] <= meta["target_flag_loss"] for r in meta["dev"].values())
+    assert Prefilter(BUNDLED).threshold == meta["threshold"]
+    card = (BUNDLED / "README.md").read_text()
+    assert f"Threshold {meta['threshold']:.4f}" in card
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+def test_card_numbers_are_recomputed_not_copied():
+    from train import classifier_eval
+
+    metrics = json.loads((BUNDLED / "metrics.json").read_text())["evaluation"]
+    shipped = next(name for name in next(iter(metrics["sources"].values())) if name.startswith("shipped"))
+    fresh = classifier_eval.evaluate({"shipped": str(BUNDLED)}, str(SHARED_DATA))
+    for source, row in fresh["sources"].items():
+        card = metrics["sources"][source]
+        assert row["shipped"]["roc_auc"] == pytest.approx(card[shipped]["roc_auc"], abs=2e-3), source
+        assert row["shipped"]["f1"] == pytest.approx(card[shipped]["f1"], abs=5e-3), source
+        assert row["alt-profanity-check"]["roc_auc"] == pytest.approx(card["alt-profanity-check"]["roc_auc"], abs=1e-4)
+        assert row["shipped"]["roc_auc"] >= 0.95  # the issue's quality target, on every source
+        assert row["shipped"]["roc_auc"] > row["alt-profanity-check"]["roc_auc"]
