@@ -55,7 +55,7 @@ def test_lora_training_changes_the_adapter_and_head_not_the_base(tmp_path):
     assert not torch.equal(head, initial_head)
     for name, param in model.named_parameters():
         if "base_layer" in name and name.endswith("weight"):
-            key = name.split("model.", 1)[1].replace("bert.", "").replace(".base_layer", "")
+            key = name.split("bert.", 1)[1].replace(".base_layer", "")
             assert torch.equal(param.detach(), base_weights[key]), name
     saved = load_file(tmp_path / "clf" / "adapter_model.safetensors")
     assert any("lora_A" in k for k in saved) and any("classifier" in k for k in saved)

@@ -86,8 +86,14 @@ def test_encoder_decoder_bases_train_and_rewrite(tmp_path):
     rewriter = Rewriter(RewriterConfig(adapter=str(tmp_path / "t5-lora"), engine="auto", max_new_tokens=6),
                         RuntimeConfig())
     assert rewriter.engine.name == "hf"  # auto picks transformers for encoder-decoder bases
-    [out] = rewriter.engine.generate([prompts.build_prompt("you are an idiot")])
-    assert 0 < len(out.token_ids) <= 6
+    prompt = prompts.build_prompt("you are an idiot")
+    [out] = rewriter.engine.generate([prompt])
+    # The engine returns what the model generates, minus the decoder start and end tokens.
+    encoded = rewriter.engine.tokenizer([prompt], return_tensors="pt")
+    direct = rewriter.engine.model.generate(**encoded, max_new_tokens=6, do_sample=False)[0].tolist()[1:]
+    eos, pad = rewriter.engine.tokenizer.eos_token_id, rewriter.engine.tokenizer.pad_token_id
+    expected = [t for t in (direct[: direct.index(eos)] if eos in direct else direct) if t != pad]
+    assert list(out.token_ids) == expected and expected
 
 
 def test_evaluation_metrics_on_known_pairs(tiny):

@@ -162,6 +162,9 @@ def build_t5_seq2seq(out: Path, seed: int = 0) -> Path:
                       num_decoder_layers=2, num_heads=2, pad_token_id=pad, eos_token_id=eos,
                       decoder_start_token_id=pad, n_positions=256)
     model = T5ForConditionalGeneration(config)
+    with torch.no_grad():  # clear greedy choices, and never the pad token (it is also the decoder start)
+        model.lm_head.weight.mul_(8.0)
+        model.lm_head.weight[pad].zero_()
     model.save_pretrained(out)
     model.generation_config.save_pretrained(out)
     return out

