@@ -38,6 +38,17 @@ def _train_tokenizer(tok: Tokenizer, trainer, corpus: list[str]) -> None:
     tok.train_from_iterator(corpus * 4, trainer=trainer)
 
 
+def _byte_level_bpe(special: list[str]) -> Tokenizer:
+    """A byte-level BPE tokenizer (no unknown tokens) trained on CORPUS."""
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    _train_tokenizer(tok, trainer, CORPUS)
+    return tok
+
+
 def build_bert_classifier(
     out: Path,
     labels: tuple[str, ...] = ("neutral", "toxic"),
@@ -87,14 +98,7 @@ def build_bert_classifier(
 def build_llama_decoder(out: Path, seed: int = 0) -> Path:
     """A 2-layer Llama decoder with head_dim 64 (a size vLLM's CPU attention supports)."""
     out.mkdir(parents=True, exist_ok=True)
-    special = ["<pad>", "<s>", "</s>", "<unk>"]
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    _train_tokenizer(tok, trainer, CORPUS)
+    tok = _byte_level_bpe(["<pad>", "<s>", "</s>", "<unk>"])
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", bos)])
     fast = PreTrainedTokenizerFast(
@@ -144,13 +148,7 @@ def build_t5_seq2seq(out: Path, seed: int = 0) -> Path:
     from transformers import T5Config, T5ForConditionalGeneration
 
     out.mkdir(parents=True, exist_ok=True)
-    special = ["<pad>", "</s>", "<unk>"]
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=special,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    _train_tokenizer(tok, trainer, CORPUS)
+    tok = _byte_level_bpe(["<pad>", "</s>", "<unk>"])
     eos = tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",

@@ -12,18 +12,15 @@ saved (the baseline the adapter is compared with).
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import sys
-import time
 from pathlib import Path
 
 import torch
 
 from moderator import models
 from train import data
-from train.loop import Trained, bucketed_batches, fit, seed_everything
+from train.loop import Trained, fit, save_run_info, schedule, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +76,7 @@ def train(
     encoded = tokenizer([e.text for e in train_set], truncation=True, max_length=max_length)
     labels = torch.tensor([e.label for e in train_set])
     lengths = [len(ids) for ids in encoded["input_ids"]]
-    batches = []
-    for epoch in range(max(1, int(epochs + 0.999))):
-        epoch_batches = bucketed_batches(lengths, batch_size, seed + epoch)
-        if epoch + 1 > epochs:  # a fractional last epoch
-            epoch_batches = epoch_batches[: int(len(epoch_batches) * (epochs - epoch))]
-        batches.extend(epoch_batches)
+    batches = schedule(lengths, batch_size, seed, epochs=epochs)
 
     def make_batch(indices: list[int]) -> dict[str, torch.Tensor]:
         features = [{k: encoded[k][i] for k in encoded} for i in indices]
@@ -102,7 +94,7 @@ def train(
     else:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
-    info = {
+    info = save_run_info(out, {
         "method": method,
         "base": base,
         "base_sha256": models.tree_sha256(base_path),
@@ -115,10 +107,5 @@ def train(
         "max_length": max_length,
         "rank": rank if method == "lora" else None,
         "seed": seed,
-        "torch_threads": torch.get_num_threads(),
-        "stats": stats.to_dict(),
-        "command": " ".join(["python -m train", *sys.argv[1:]]),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    (out / "train_stats.json").write_text(json.dumps(info, indent=2) + "\n")
+    }, stats)
     return Trained(model, info)

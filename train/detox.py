@@ -15,18 +15,15 @@ and the prompt is about three quarters of each example.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import sys
-import time
 from pathlib import Path
 
 import torch
 
 from moderator import models, prompts
 from train import data
-from train.loop import Trained, bucketed_batches, fit, seed_everything
+from train.loop import Trained, fit, save_run_info, schedule, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +118,7 @@ def train(
     else:
         encoded = [encode_decoder_example(tokenizer, post, rewrite, max_length) for post, rewrite in examples]
     lengths = [len(ids) for ids, _ in encoded]
-    batches: list[list[int]] = []
-    epoch = 0
-    while len(batches) < (max_steps or 0) or (max_steps is None and epoch < epochs):
-        epoch_batches = bucketed_batches(lengths, batch_size, seed + epoch)
-        if max_steps is None and epoch + 1 > epochs:
-            epoch_batches = epoch_batches[: int(len(epoch_batches) * (epochs - epoch))]
-        batches.extend(epoch_batches)
-        epoch += 1
-    if max_steps is not None:
-        batches = batches[:max_steps]
+    batches = schedule(lengths, batch_size, seed, epochs=epochs, max_steps=max_steps)
     pad = tokenizer.pad_token_id
 
     def make_batch(indices: list[int]) -> dict[str, torch.Tensor]:
@@ -159,7 +147,7 @@ def train(
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
     base_path = models.resolve_path(base, "rewriter base")
-    info = {
+    info = save_run_info(out, {
         "method": method,
         "base": base,
         "base_sha256": models.tree_sha256(base_path),
@@ -174,10 +162,5 @@ def train(
         "max_length": max_length,
         "precision": "bf16 autocast, fp32 weights" if bf16 else "fp32",
         "seed": seed,
-        "torch_threads": torch.get_num_threads(),
-        "stats": stats.to_dict(),
-        "command": " ".join(["python -m train", *sys.argv[1:]]),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    (out / "train_stats.json").write_text(json.dumps(info, indent=2) + "\n")
+    }, stats)
     return Trained(model, info)

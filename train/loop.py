@@ -7,13 +7,16 @@ each batch pads little), and a record of what the run cost (steps, seconds, peak
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
 import resource
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -66,6 +69,29 @@ def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, bucket:
         batches.extend(chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
+
+
+def schedule(lengths: Sequence[int], batch_size: int, seed: int, epochs: float = 1.0,
+             max_steps: int | None = None) -> list[list[int]]:
+    """Every optimizer step's batch: `epochs` passes (the last one may be partial), or exactly
+    `max_steps` steps when given (as many passes as that takes), each pass reshuffled."""
+    batches: list[list[int]] = []
+    epoch = 0
+    while (max_steps is not None and len(batches) < max_steps) or (max_steps is None and epoch < epochs):
+        epoch_batches = bucketed_batches(lengths, batch_size, seed + epoch)
+        if max_steps is None and epoch + 1 > epochs:
+            epoch_batches = epoch_batches[: int(len(epoch_batches) * (epochs - epoch))]
+        batches.extend(epoch_batches)
+        epoch += 1
+    return batches[:max_steps] if max_steps is not None else batches
+
+
+def save_run_info(out: Path, info: dict, stats: RunStats) -> dict:
+    """`info` plus what every run records (cost, threads, command, time), written to train_stats.json."""
+    info = {**info, "torch_threads": torch.get_num_threads(), "stats": stats.to_dict(),
+            "command": " ".join(["python -m train", *sys.argv[1:]]), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    (out / "train_stats.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
 
 
 def fit(
