@@ -57,17 +57,21 @@ def flops_per_token(config, seq_len: float) -> float:  # type: ignore[no-untyped
     return layers * (dense + attention)
 
 
-def matmul_rate(dtype, m: int, k: int, n: int, seconds: float = 3.0) -> float:  # type: ignore[no-untyped-def]
+def matmul_rate(dtype, m: int, k: int, n: int, seconds: float = 1.5, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
+    """The best of a few timed windows: the machine's rate, not a moment's interference."""
     import torch
 
     a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
     for _ in range(3):
         a @ b
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        a @ b
-        count += 1
-    return 2 * m * k * n * count / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(repeats):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            a @ b
+            count += 1
+        best = max(best, 2 * m * k * n * count / (time.perf_counter() - start))
+    return best
 
 
 def run_mode(mode: str, posts_file: Path, model: str, naive_limit: int) -> dict:
@@ -81,7 +85,7 @@ def run_mode(mode: str, posts_file: Path, model: str, naive_limit: int) -> dict:
     if mode == "naive":
         from transformers import pipeline
 
-        clf = Classifier(ClassifierConfig(model=model), RuntimeConfig())  # the same merged model
+        clf = Classifier(ClassifierConfig(model=model, dtype="float32"), RuntimeConfig())  # the same merged model
         pipe = pipeline("text-classification", model=clf.model, tokenizer=clf.tokenizer, device="cpu", top_k=None)
         subset = posts[:naive_limit]
         start = time.perf_counter()
@@ -180,6 +184,18 @@ def main() -> None:
               f"{diff:.4f}" + (f"  (cleared {r['cleared']})" if "cleared" in r else ""))
         summary[mode] = {"posts_per_s": rate, "tokens_per_s": tokens_rate, "peak_rss_mb": r["peak_rss_mb"],
                          "max_abs_diff_vs_fp32": diff, **({"cleared": r["cleared"]} if "cleared" in r else {})}
+    if "cascade" in results and reference is not None:
+        cascade = np.array(results["cascade"]["scores"])
+        flags = reference >= 0.5
+        lost = int((flags & (cascade < 0.5)).sum())
+        print(f"cascade: {lost} of {int(flags.sum())} fp32 toxic flags (>= 0.5) lost ({lost / max(1, flags.sum()):.2%})")
+        summary["cascade"]["flags_lost_vs_fp32"] = lost
+    if "step-bf16" in results and reference is not None:
+        bf16 = np.array(results["step-bf16"]["scores"])
+        diff = np.abs(bf16 - reference)
+        flips = int(((bf16 >= 0.5) != (reference >= 0.5)).sum())
+        print(f"bf16 vs fp32: |diff| mean {diff.mean():.5f}, p99 {np.quantile(diff, 0.99):.4f}, max {diff.max():.4f}; "
+              f"decisions at 0.5 that differ: {flips} of {len(diff)}")
     if "naive" in summary:
         for mode in summary:
             if mode != "naive":

@@ -41,7 +41,7 @@ class Classifier:
         self.config = config
         self.model_ref = models.resolve(config.model or models.bundled("classifier"), "classifier")
         self.device = models.pick_device(runtime.device)
-        self.dtype = models.pick_dtype(config.dtype, self.device)
+        self.dtype = models.pick_dtype(config.dtype, self.device, cpu_bf16=True)
         models.set_threads(runtime.threads)
         path = self.model_ref.path
         self.model, tokenizer_path = self._load(path)

@@ -22,7 +22,7 @@ CLEAN = ["thanks for the detailed answer, it solved my problem", "the meeting ha
 
 @pytest.fixture(scope="module")
 def classifier():
-    return Classifier(ClassifierConfig(), RuntimeConfig())  # no model named: the bundled one
+    return Classifier(ClassifierConfig(dtype="float32"), RuntimeConfig())  # no model named: the bundled one
 
 
 def test_bundled_classifier_is_an_adapter_on_the_pip_base(classifier):
@@ -74,3 +74,19 @@ def test_card_numbers_are_recomputed_not_copied():
         assert row["alt-profanity-check"]["roc_auc"] == pytest.approx(card["alt-profanity-check"]["roc_auc"], abs=1e-4)
         assert row["shipped"]["roc_auc"] >= 0.95  # the issue's quality target, on every source
         assert row["shipped"]["roc_auc"] > row["alt-profanity-check"]["roc_auc"]
+
+
+BF16_TOLERANCE = 0.03  # stated in the README: bfloat16 scores within this of float32
+
+
+@pytest.mark.slow
+def test_bfloat16_scores_stay_within_the_stated_tolerance_of_float32(classifier):
+    from train import data
+
+    texts = [e.text for e in data.toxicity_examples(str(SHARED_DATA)) if e.split == "dev"][::20]
+    fp32 = classifier.toxicity(classifier.predict(texts))
+    bf16 = Classifier(ClassifierConfig(dtype="bfloat16"), RuntimeConfig())
+    low = bf16.toxicity(bf16.predict(texts))
+    assert len(texts) > 300
+    assert abs(low - fp32).max() <= BF16_TOLERANCE
+    assert ((low >= 0.5) != (fp32 >= 0.5)).mean() <= 0.005

@@ -60,7 +60,7 @@ def test_pipeline_uses_the_cascade_only_when_it_should(cascaded, tmp_path):
     _force_on(folder, 0.99)  # clears almost everything: easy to see in the output
     posts = write_parquet(tmp_path / "posts.parquet", {"text": POSTS})
     config = tiny_config(type("T", (), {"classifier": folder, "decoder": None, "adapter": None})(),
-                         rewriter={"enabled": False})
+                         rewriter={"enabled": False}, classifier={"cascade": "auto"})
     models = load_models(config)
     result = run(config, [str(posts)], tmp_path / "on", models=models)
     assert result.manifest["classifier"]["cascade"]["active"]
@@ -72,10 +72,11 @@ def test_pipeline_uses_the_cascade_only_when_it_should(cascaded, tmp_path):
     audit = read_lines(result.path / "audit.jsonl")
     assert {a["stage"] for a in audit} <= {"prefilter", "classifier"}
     # Off by setting, or when the policy flags lower than the cascade was calibrated for.
-    for overrides in ({"classifier": {"cascade": "off"}}, {"policy": {"rewrite_threshold": 0.2}}):
+    for i, overrides in enumerate(({"classifier": {"cascade": "off"}}, {"classifier": {}},  # off by default
+                                   {"classifier": {"cascade": "auto"}, "policy": {"rewrite_threshold": 0.2}})):
         other = tiny_config(type("T", (), {"classifier": folder, "decoder": None, "adapter": None})(),
                             rewriter={"enabled": False}, **overrides)
-        result = run(other, [str(posts)], tmp_path / str(len(overrides)) / next(iter(overrides)), models=models)
+        result = run(other, [str(posts)], tmp_path / f"off-{i}", models=models)
         assert not result.manifest["classifier"]["cascade"]["active"]
         assert {m["stage"] for m in read_output(result.path).column("moderation").to_pylist()} == {"classifier"}
 
@@ -87,7 +88,8 @@ def test_a_cascade_that_missed_its_target_stays_off_unless_forced(cascaded, tmp_
     (folder / "cascade.json").write_text(json.dumps(meta))
     posts = write_parquet(tmp_path / "posts.parquet", {"text": POSTS})
     holder = type("T", (), {"classifier": folder, "decoder": None, "adapter": None})()
-    auto = run(tiny_config(holder, rewriter={"enabled": False}), [str(posts)], tmp_path / "auto")
+    auto = run(tiny_config(holder, rewriter={"enabled": False}, classifier={"cascade": "auto"}), [str(posts)],
+               tmp_path / "auto")
     assert not auto.manifest["classifier"]["cascade"]["active"]
     forced = run(tiny_config(holder, rewriter={"enabled": False}, classifier={"cascade": "on"}), [str(posts)],
                  tmp_path / "forced")

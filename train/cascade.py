@@ -37,7 +37,7 @@ def transformer_toxicity(classifier_dir: Path, texts: list[str]) -> np.ndarray:
     from moderator.classify import Classifier
     from moderator.config import ClassifierConfig, RuntimeConfig
 
-    classifier = Classifier(ClassifierConfig(model=str(classifier_dir), batch_size=128, cascade="off"), RuntimeConfig())
+    classifier = Classifier(ClassifierConfig(model=str(classifier_dir), batch_size=128, cascade="off", dtype="float32"), RuntimeConfig())
     return classifier.toxicity(classifier.predict(texts))
 
 

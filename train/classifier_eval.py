@@ -42,7 +42,7 @@ def model_scores(model: str, texts: list[str]) -> np.ndarray:
     from moderator.classify import Classifier
     from moderator.config import ClassifierConfig, RuntimeConfig
 
-    classifier = Classifier(ClassifierConfig(model=model, batch_size=128), RuntimeConfig())
+    classifier = Classifier(ClassifierConfig(model=model, batch_size=128, dtype="float32"), RuntimeConfig())
     return classifier.toxicity(classifier.predict(texts)).astype(np.float64)
 
 

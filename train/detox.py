@@ -1,7 +1,7 @@
 """Fine-tune the detox rewriter on ParaDetox: LoRA (the shipped default) or full fine-tuning.
 
-    python -m train detox --method lora --out runs/detox-lora --max-steps 600
-    python -m train detox --method full --out runs/detox-full --max-steps 600
+    python -m train detox --method lora --out runs/detox-lora --max-steps 1200
+    python -m train detox --method full --out runs/detox-full --max-steps 800
 
 One example per (toxic sentence, human rewrite) pair of the training split, built with the prompt
 template that inference uses (`moderator.prompts`), loss on the rewrite only. Decoder-only bases
@@ -31,7 +31,13 @@ BASE = "pip:gemma-3-270m"
 IGNORE = -100
 
 
-def lora_targets(model: torch.nn.Module) -> list[str] | None:
+def lora_targets(model: torch.nn.Module, scope: str = "all") -> list[str] | str | None:
+    """The modules LoRA adapts: "all" linear layers of the body (attention and MLP; PEFT's
+    "all-linear", which leaves the LM head alone) or "attention" projections only."""
+    if scope == "all":
+        return "all-linear"
+    if scope != "attention":
+        raise ValueError(f"unknown LoRA scope {scope!r}: all or attention")
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     if {"q_proj", "k_proj", "v_proj", "o_proj"} <= names:
         return ["q_proj", "k_proj", "v_proj", "o_proj"]  # Llama, Gemma, Qwen, ...
@@ -87,6 +93,7 @@ def train(
     batch_size: int = 16,
     lr: float | None = None,
     rank: int = 16,
+    lora_scope: str = "all",
     max_length: int = 192,
     seed: int = 0,
     max_pairs: int | None = None,
@@ -104,7 +111,7 @@ def train(
         from peft import LoraConfig, TaskType, get_peft_model
 
         config = LoraConfig(task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM, r=rank,
-                            lora_alpha=2 * rank, lora_dropout=0.05, target_modules=lora_targets(model))
+                            lora_alpha=2 * rank, lora_dropout=0.05, target_modules=lora_targets(model, lora_scope))
         model = get_peft_model(model, config)
         lr = lr or 5e-4
     elif method == "full":
@@ -159,6 +166,7 @@ def train(
         "batch_size": batch_size,
         "lr": lr,
         "rank": rank if method == "lora" else None,
+        "lora_scope": lora_scope if method == "lora" else None,
         "max_length": max_length,
         "precision": "bf16 autocast, fp32 weights" if bf16 else "fp32",
         "seed": seed,

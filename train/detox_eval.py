@@ -31,7 +31,7 @@ class Scorer:
         from moderator.config import ClassifierConfig, RuntimeConfig
         from moderator.embed import Embedder
 
-        self.classifier = Classifier(ClassifierConfig(model=classifier, batch_size=128, cascade="off"), RuntimeConfig())
+        self.classifier = Classifier(ClassifierConfig(model=classifier, batch_size=128, cascade="off", dtype="float32"), RuntimeConfig())
         self.embedder = Embedder(None, "cpu", batch_size=128)
 
     def toxicity(self, texts: list[str]) -> np.ndarray:
