@@ -2,7 +2,12 @@
 
 Each line says what was decided about which post, why, with which scores, under which thresholds
 and by which models (content hashes). Post text is not stored, only its sha256, so the log can be
-kept longer than the posts themselves; the rewrite is likewise stored as a hash.
+kept longer than the posts themselves; the rewrite is likewise stored as a hash. Teams whose
+retention policy wants the log to stand alone turn on `[output] audit_text` (`--audit-text`), which
+adds the text and the rewrite beside their hashes.
+
+Lines are written through `auditchain.ChainWriter`, which numbers them and links each to the one
+before (`seq`, `prev_sha256`), so that `moderate audit verify` can tell a log changed afterwards.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from moderator import records
-from moderator.writers import JsonLinesWriter
+from moderator.auditchain import ChainWriter
 
 
 def sha256_text(text: str | None) -> str | None:
@@ -26,12 +31,13 @@ def _round(value: float | None) -> float | None:
 
 
 class AuditLog:
-    def __init__(self, writer: JsonLinesWriter, run_id: str, thresholds: dict[str, float],
-                 model_ids: dict[str, str | None]) -> None:
+    def __init__(self, writer: ChainWriter, run_id: str, thresholds: dict[str, float],
+                 model_ids: dict[str, str | None], include_text: bool = False) -> None:
         self.writer = writer
         self.run_id = run_id
         self.thresholds = thresholds
         self.model_ids = model_ids
+        self.include_text = include_text
 
     def lines(self, batch: pa.RecordBatch) -> list[dict[str, Any]]:
         """Audit lines for a processed batch (before it is split into output and quarantine)."""
@@ -45,10 +51,11 @@ class AuditLog:
         actions, reasons = column(records.ACTION), column(records.REASON)
         rewrites = column(records.REWRITE)
         rewrite_toxicity, similarity = column(records.REWRITE_TOXICITY), column(records.SIMILARITY)
+        carried_from = column(records.CARRIED_FROM)
         out = []
         for i in range(batch.num_rows):
             quarantined = quarantine[i] is not None
-            out.append({
+            line = {
                 "run_id": self.run_id,
                 "time": now,
                 "id": ids[i],
@@ -65,7 +72,12 @@ class AuditLog:
                 "similarity": _round(similarity[i]),
                 "thresholds": self.thresholds,
                 "models": self.model_ids,
-            })
+            }
+            if carried_from[i] is not None:  # decided by an earlier run, carried over (state.py)
+                line["carried_from"] = carried_from[i]
+            if self.include_text:
+                line.update(text=texts[i], rewrite=rewrites[i])
+            out.append(line)
         return out
 
     def write(self, batch: pa.RecordBatch) -> None:

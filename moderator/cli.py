@@ -16,11 +16,24 @@ import click
 
 from moderator import __version__
 from moderator.config import DEVICES, ENGINES, FORMATS, JobConfig, describe
-from moderator.errors import EXIT_CODES, ModeratorError
+from moderator.errors import EXIT_CODES, PARTIAL_EXIT_CODE, AuditChainError, ModeratorError
 
 log = logging.getLogger("moderator")
 
-EXIT_CODE_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+
+def _exit_code_help(codes: dict[int, str]) -> str:
+    return "\b\nExit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in codes.items())
+
+
+EXIT_CODE_HELP = _exit_code_help({c: t for c, t in EXIT_CODES.items() if c != AuditChainError.exit_code})
+VERIFY_EXIT_CODE_HELP = _exit_code_help({  # verify never exits 7: partial is about a batch run
+    0: "every audit log is intact (and, with several runs, each continues the one before)",
+    1: EXIT_CODES[1],
+    2: EXIT_CODES[2],
+    3: "input error: a run folder, its finished manifest.json or its audit.jsonl is missing or unreadable",
+    AuditChainError.exit_code: "an audit log was changed: a line edited, deleted, inserted or reordered, the log "
+                               "cut short, or its manifest's audit section changed",
+})
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -56,6 +69,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
       moderate batch posts.parquet
       moderate batch dump/ --out run/ --config job.toml
       moderate show posts.moderated
+      moderate audit verify posts.moderated
       moderate config > job.toml
     """
     ctx.ensure_object(dict)
@@ -92,24 +106,40 @@ def _overrides(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @click.option("--batch-size", type=click.IntRange(1), help="Rows per record batch. [default: 512]")
 @click.option("--device", type=click.Choice(DEVICES), envvar="MODERATOR_DEVICE", help="Where models run. [default: auto]")
 @click.option("--threads", type=click.IntRange(0), envvar="MODERATOR_THREADS", help="CPU threads for torch (0: automatic).")
+@click.option("--audit-text/--no-audit-text", default=None,
+              help="Also store each post's text and its rewrite in audit.jsonl. [default: hashes only]")
+@click.option("--audit-chain-from", type=click.Path(path_type=Path), metavar="PREVIOUS_RUN_DIR",
+              help="Continue the audit hash chain of this earlier run of the same job. [default: new chain]")
+@click.option("--max-quarantine-share", type=click.FloatRange(0, 1), metavar="SHARE",
+              help="Exit 7 (partial) when more than this share of records is quarantined. [default: 0.01]")
+@click.option("--state", "state_path", type=click.Path(path_type=Path), metavar="STATE.sqlite",
+              help="State store for incremental runs: posts moderated before with the same text, policy and "
+                   "models are carried over, not scored again. [default: off]")
+@click.option("--force", is_flag=True, help="With --state: score every post again (and refresh the store).")
 @click.option("--overwrite", is_flag=True, help="Replace a finished output in the run folder.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors only.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors and warnings only.")
 @click.pass_context
 def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_file: Path | None,
           text_column: str | None, id_column: str | None, output_format: str | None, classifier: str | None,
           toxic_labels: tuple[str, ...], rewriter_base: str | None, adapter: str | None, engine: str | None,
           rewrite: bool | None, rewrite_threshold: float | None, remove_threshold: float | None,
-          batch_size: int | None, device: str | None, threads: int | None, overwrite: bool, quiet: bool) -> None:
+          batch_size: int | None, device: str | None, threads: int | None, audit_text: bool | None,
+          audit_chain_from: Path | None, max_quarantine_share: float | None, state_path: Path | None, force: bool,
+          overwrite: bool, quiet: bool) -> None:
     """Moderate Parquet or JSONL dumps of forum posts.
 
     Every post is scored for toxicity; toxic posts are rewritten into a neutral form by a
     LoRA-adapted decoder, checked, and otherwise sent to review or removed. The run folder gets
     the annotated posts (output/part-*.parquet or .jsonl, a `moderation` column added), an audit
     log with one line per input record (audit.jsonl), the records that could not be moderated
-    (quarantine.jsonl) and a manifest (manifest.json).
+    (quarantine.jsonl) and a manifest (manifest.json). Audit lines are hash-chained (see
+    `moderate audit verify`); files are created owner-only ([output] file_mode).
 
     INPUT is a .parquet, .jsonl, .jsonl.gz or .jsonl.zst file, a folder or a glob of such files,
     or - for JSONL on standard input.
+
+    A run that was killed or failed continues from its checkpoint when the same command is run
+    again (same inputs and settings; not for standard input): see "Resuming" in the README.
 
     \b
     Examples:
@@ -118,6 +148,9 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
       moderate batch posts.parquet --no-rewrite          # triage only, no decoder
       moderate batch posts.parquet --config job.toml --engine hf
       zcat posts.jsonl.gz | moderate batch - --out run/
+      moderate batch today.parquet -o runs/2026-11-25 --audit-chain-from runs/2026-11-24
+      moderate batch dump/ --max-quarantine-share 0.05   # exit 7 only above 5% quarantined
+      moderate batch dump/ -o runs/today --state runs/state.sqlite   # skip posts seen before
     """
     from moderator.pipeline import run
 
@@ -128,15 +161,69 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
         classifier={"model": classifier, "toxic_labels": toxic_labels},
         policy={"rewrite_threshold": rewrite_threshold, "remove_threshold": remove_threshold},
         rewriter={"enabled": rewrite, "engine": engine, "base": rewriter_base, "adapter": adapter},
-        output={"format": output_format},
+        output={"format": output_format, "audit_text": audit_text, "max_quarantine_share": max_quarantine_share,
+                "audit_chain_from": None if audit_chain_from is None else str(audit_chain_from)},
+        state={"path": None if state_path is None else str(state_path)},
     )
     with _errors(ctx):
         config = JobConfig.load(config_file, overrides)
         stdin = click.get_binary_stream("stdin") if "-" in inputs else None
         result = run(config, list(inputs), out, overwrite=overwrite, progress=not quiet, stdin=stdin,
+                     command=["moderate", *sys.argv[1:]], force=force)
+    _report(ctx, result, config, quiet)
+
+
+@cli.command("run", epilog=EXIT_CODE_HELP)
+@click.argument("job_file", type=click.Path(path_type=Path), metavar="JOB.toml")
+@click.option("--date", metavar="YYYY-MM-DD", help="The date to run: fills {date} in the job's inputs and names the "
+                                                    "run folder. [default: today]")
+@click.option("--force", is_flag=True, help="Score every post again instead of carrying over earlier decisions.")
+@click.option("--overwrite", is_flag=True, help="Replace the date's finished run folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors and warnings only.")
+@click.pass_context
+def run_job(ctx: click.Context, job_file: Path, date: str | None, force: bool, overwrite: bool, quiet: bool) -> None:
+    """Run a job file for one date: inputs, output root, settings and state in one TOML file.
+
+    The [job] table names the inputs (paths or globs; {date} becomes the date) and the output
+    root, which gets one run folder per date (OUTPUT_ROOT/YYYY-MM-DD). Every other table is a
+    section of `moderate config`. Decisions are kept in OUTPUT_ROOT/state.sqlite, so posts seen on
+    an earlier night are carried over, and each night's audit log continues the chain of the
+    latest earlier night. Running a date again resumes it after a crash, or leaves it untouched
+    when it is finished.
+
+    \b
+    Examples:
+      moderate run jobs/nightly.toml                      # today
+      moderate run jobs/nightly.toml --date 2026-11-24    # a given night (or a re-run)
+      moderate audit verify /srv/moderation/nightly/2026-11-*   # the nights, one chain
+    """
+    from moderator.jobs import plan
+    from moderator.pipeline import run
+
+    _setup_logging(ctx.obj["verbose"], quiet)
+    with _errors(ctx):
+        job = plan(job_file, date)
+        if job.previous is not None:
+            log.info("continuing the audit chain of %s", job.previous)
+        result = run(job.config, job.inputs, job.out, overwrite=overwrite, progress=not quiet, force=force,
                      command=["moderate", *sys.argv[1:]])
-    if quiet:
-        return
+    _report(ctx, result, job.config, quiet)
+
+
+def _report(ctx: click.Context, result: Any, config: JobConfig, quiet: bool) -> None:
+    """The summary on stderr, and exit code 7 (partial) when too many records were quarantined."""
+    if not quiet:
+        _summary(result)
+    if result.partial:
+        counts = result.manifest.get("counts", {})
+        rows, quarantined = counts.get("input_rows", 0), counts.get("quarantined_rows", 0)
+        click.echo(f"Warning: {quarantined} of {rows} records ({quarantined / rows:.1%}) were quarantined, more than "
+                   f"[output] max_quarantine_share = {config.output.max_quarantine_share} allows; the output is "
+                   f"complete (see {result.path / 'quarantine.jsonl'})", err=True)
+        ctx.exit(PARTIAL_EXIT_CODE)
+
+
+def _summary(result: Any) -> None:
     manifest = result.manifest
     if result.skipped:
         click.echo(f"{result.path}: already complete (run {manifest.get('run_id')}, finished "
@@ -144,8 +231,11 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
         return
     counts = manifest["counts"]
     summary = ", ".join(f"{k} {v}" for k, v in {**counts["actions"], "quarantine": counts["quarantined_rows"]}.items())
+    if counts.get("carried_over"):
+        summary += f", carried over {counts['carried_over']}"
+    resumed = f" (resumed {len(manifest['resumed'])}x from checkpoints)" if manifest.get("resumed") else ""
     click.echo(f"moderated {counts['input_rows']} posts in {manifest['timings_s']['total']:.1f} s "
-               f"({manifest['posts_per_s']} posts/s): {summary}", err=True)
+               f"({manifest['posts_per_s']} posts/s){resumed}: {summary}", err=True)
     click.echo(f"output: {result.path}", err=True)
 
 
@@ -167,6 +257,58 @@ def show(ctx: click.Context, run_dir: Path, actions: tuple[str, ...], limit: int
 
     with _errors(ctx):
         click.echo(format_run(run_dir, actions or ("allow", "rewrite", "review", "remove"), limit), nl=False)
+
+
+@cli.group()
+def audit() -> None:
+    """Check the audit logs of finished runs.
+
+    \b
+    Examples:
+      moderate audit verify posts.moderated
+    """
+
+
+@audit.command("verify", epilog=VERIFY_EXIT_CODE_HELP)
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN_DIR...")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every run's result on stdout.")
+@click.pass_context
+def audit_verify(ctx: click.Context, run_dirs: tuple[Path, ...], as_json: bool) -> None:
+    """Check that audit logs are exactly as their runs wrote them.
+
+    Re-reads RUN_DIR/audit.jsonl in one streaming pass, re-computes every line's sha256, checks
+    each line's prev_sha256 and seq, and the line count and head recorded in RUN_DIR/manifest.json.
+    On the first difference it names the line and the most likely change: edited, deleted,
+    inserted, reordered (swapped), truncated, chain_start (line 1 does not link to the chain
+    start) or manifest (the manifest's line count changed).
+
+    Several RUN_DIRs, oldest first, are also checked to form one chain: each run must continue
+    the one before it (runs made with --audit-chain-from).
+
+    Intact runs are listed on stdout with their head; problems go to stderr, one line each.
+
+    \b
+    Examples:
+      moderate audit verify posts.moderated
+      moderate audit verify runs/2026-11-24 runs/2026-11-25   # two nights, one chain
+      moderate audit verify runs/* --json
+    """
+    import json
+
+    from moderator.auditchain import GENESIS, verify_runs
+
+    with _errors(ctx):
+        verdicts = verify_runs(list(run_dirs))
+    if as_json:
+        click.echo(json.dumps({"ok": all(v.ok for v in verdicts), "runs": [v.to_dict() for v in verdicts]}, indent=2))
+    for v in verdicts:
+        if v.problem is not None:
+            click.echo(f"Error: {v.file}: line {v.problem.line}: {v.problem.kind}: {v.problem.detail}", err=True)
+        elif not as_json:
+            start = "new chain" if v.chain_from == GENESIS else f"continues run {v.previous_run_id or v.chain_from}"
+            click.echo(f"{v.run_dir}: intact, {v.lines} lines, head {v.head_sha256} ({start})")
+    if not all(v.ok for v in verdicts):
+        ctx.exit(AuditChainError.exit_code)
 
 
 @cli.command("config")

@@ -102,12 +102,15 @@ class ClassifierConfig:
     )
     batch_size: int = _help("posts per forward pass (posts are sorted by length first)", 64)
     max_length: int = _help("tokens per post seen by the classifier; longer posts are truncated", 256)
-    dtype: str = _help("float32, bfloat16, or auto (float32 on CPU, bfloat16 on GPU)", "float32")
+    dtype: str = _help(
+        "float32, bfloat16, or auto: bfloat16 on GPUs and on CPUs with native bf16 units (scores within "
+        "0.03 of float32, about 3x faster), float32 on other CPUs", "auto")
     cascade: str = _help(
         "cheap first stage that clears confidently clean posts before the transformer: auto (on when "
         "the classifier ships one that met its recall target and the rewrite threshold is not below "
-        "the one it was calibrated for), on, or off",
-        "auto",
+        "the one it was calibrated for), on, or off. Off by default: on posts of forum length the "
+        "bundled one cleared too few to speed up the run (benchmarks/classify_throughput.py)",
+        "off",
     )
 
     def __post_init__(self) -> None:
@@ -205,10 +208,57 @@ class OutputConfig:
                         "auto")
     rows_per_shard: int = _help("rows per output file before a new part file starts", 100_000)
     compression: str = _help("Parquet compression codec", "zstd")
+    audit_text: bool = _help(
+        "also store each post's text and its rewrite in audit.jsonl (--audit-text); by default the "
+        "audit log holds only their sha256, so it can be kept longer than the posts",
+        False,
+    )
+    audit_chain_from: str | None = _help(
+        "folder of the previous run of the same job: this run's audit log continues that run's hash "
+        "chain (--audit-chain-from); unset starts a new chain",
+        None,
+    )
+    max_quarantine_share: float = _help(
+        "share of input records (0..1) that may be quarantined before a finished run exits with code 7 "
+        "(partial) instead of 0; the output is written either way. 1 never exits 7",
+        0.01,
+    )
+    file_mode: str = _help(
+        "permissions (octal) of every file a run writes; folders get the same plus x where r is set "
+        "(0600 -> 0700, 0640 -> 0750). The owner must keep read and write",
+        "0600",
+    )
 
     def __post_init__(self) -> None:
         _check_choice("output", "format", self.format, FORMATS)
         _check_positive("output", rows_per_shard=self.rows_per_shard)
+        _check_range("output", "max_quarantine_share", self.max_quarantine_share, 0.0, 1.0)
+        parse_file_mode(self.file_mode)
+
+    @property
+    def file_permissions(self) -> int:
+        return parse_file_mode(self.file_mode)
+
+
+def parse_file_mode(value: str) -> int:
+    """The bits of a mode written "0640", "640" or "0o640". A string in TOML: 0o640 would print back as 416."""
+    digits = value.lower().removeprefix("0o")
+    digits = digits[1:] if len(digits) == 4 and digits.startswith("0") else digits
+    if len(digits) != 3 or any(c not in "01234567" for c in digits):
+        raise ConfigError(f'[output] file_mode = {value!r} is not an octal mode such as "0600" or "0640"')
+    mode = int(digits, 8)
+    if mode & 0o600 != 0o600:
+        raise ConfigError(f'[output] file_mode = {value!r} must let the owner read and write (e.g. "0600")')
+    return mode
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    path: str | None = _help(
+        "SQLite state store for incremental runs (--state): a post moderated by an earlier run with the "
+        "same text, policy and models is carried over instead of scored again; unset: off",
+        None,
+    )
 
 
 @dataclass(frozen=True)
@@ -220,6 +270,7 @@ class JobConfig:
     rewriter: RewriterConfig = field(default_factory=RewriterConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    state: StateConfig = field(default_factory=StateConfig)
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> JobConfig:
@@ -246,6 +297,42 @@ class JobConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class JobSection:
+    """The [job] table of a job file for `moderate run`; the file's other tables are JobConfig sections.
+
+    Relative paths are relative to the job file's folder, so that a scheduler can start the job from
+    anywhere.
+    """
+
+    inputs: tuple[str, ...] = _help(
+        "input files, folders or globs; {date} becomes the run's date (YYYY-MM-DD)", default_factory=tuple
+    )
+    output_root: str = _help("folder that gets one run folder per date: OUTPUT_ROOT/YYYY-MM-DD", "")
+    state: str | None = _help(
+        'state store for incremental runs; unset: OUTPUT_ROOT/state.sqlite; "off": every post is scored', None
+    )
+    chain_audit: bool = _help("continue the audit hash chain of the latest earlier date's finished run", True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+
+
+def load_job(path: Path) -> tuple[JobSection, JobConfig]:
+    """A job file: its [job] table, and the JobConfig of its other tables over the defaults."""
+    layer = read_toml(path)
+    table = layer.pop("job", None)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: no [job] table; a job file needs [job] inputs and output_root "
+                          "(see jobs/nightly.toml)")
+    job = _apply(JobSection(), table, f"{path}: [job]")
+    if not job.inputs:
+        raise ConfigError(f"{path}: [job] inputs must name at least one file, folder or glob")
+    if not job.output_root:
+        raise ConfigError(f"{path}: [job] output_root must name the folder that gets one run folder per date")
+    return job, JobConfig().merged(layer, source=str(path))
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -27,12 +27,14 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 
 from moderator import __version__, readers, records
-from moderator.audit import AuditLog
+from moderator.auditchain import chain_start
+from moderator.checkpoint import Checkpoint, abspath, fault, identity
 from moderator.config import JobConfig
 from moderator.errors import ConfigError, ModeratorError, OutputError
 from moderator.models import ModelRef, pick_device
-from moderator.rundir import AUDIT, OUTPUT, QUARANTINE, RunDir, default_output
-from moderator.writers import JsonLinesWriter, PartWriter, quarantine_records
+from moderator.outputs import Counts, Outputs  # noqa: F401  (Counts: importable from here as before)
+from moderator.rundir import OUTPUT, RunDir, default_output
+from moderator.state import CarryOver, StateStore, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -142,47 +144,19 @@ def build_steps(config: JobConfig, models: Models) -> Steps:
 
 
 @dataclass
-class Counts:
-    input_rows: int = 0
-    output_rows: int = 0
-    quarantined_rows: int = 0
-    actions: Counter = field(default_factory=Counter)
-    reasons: Counter = field(default_factory=Counter)
-    quarantine_reasons: Counter = field(default_factory=Counter)
-
-    def add(self, batch: pa.RecordBatch) -> None:
-        quarantine = batch.column(records.QUARANTINE).to_pylist()
-        actions = batch.column(records.ACTION).to_pylist()
-        reasons = batch.column(records.REASON).to_pylist()
-        self.input_rows += batch.num_rows
-        for q, action, reason in zip(quarantine, actions, reasons):
-            if q is not None:
-                self.quarantined_rows += 1
-                self.quarantine_reasons[q] += 1
-            else:
-                self.output_rows += 1
-                self.actions[action] += 1
-                self.reasons[reason] += 1
-
-    def summary(self) -> dict[str, int]:
-        return {**{a: self.actions.get(a, 0) for a in records.ACTIONS}, "quarantine": self.quarantined_rows}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "input_rows": self.input_rows,
-            "output_rows": self.output_rows,
-            "quarantined_rows": self.quarantined_rows,
-            "actions": {a: self.actions.get(a, 0) for a in records.ACTIONS},
-            "reasons": dict(sorted(self.reasons.items())),
-            "quarantine_reasons": dict(sorted(self.quarantine_reasons.items())),
-        }
-
-
-@dataclass
 class RunResult:
     path: Path
     manifest: dict[str, Any]
     skipped: bool = False  # True when the output was already complete and left untouched
+    partial: bool = False  # True when more records were quarantined than [output] max_quarantine_share
+
+
+def quarantine_share(counts: dict[str, Any], max_share: float) -> dict[str, Any]:
+    """The manifest's `quarantine` section: the share of input records quarantined, and whether it is
+    above what the job allows (the run then counts as partial: exit code 7)."""
+    rows = counts.get("input_rows", 0)
+    share = counts.get("quarantined_rows", 0) / rows if rows else 0.0
+    return {"share": round(share, 6), "max_share": max_share, "above_max": share > max_share}
 
 
 def package_versions() -> dict[str, str | None]:
@@ -199,10 +173,6 @@ def output_format(config: JobConfig, files: list[readers.InputFile]) -> str:
     if config.output.format != "auto":
         return config.output.format
     return "jsonl" if all(f.format == "jsonl" for f in files) else "parquet"
-
-
-def _abspath(item: readers.InputFile) -> str:
-    return item.path if item.is_stdin else str(Path(item.path).resolve())
 
 
 def _now() -> str:
@@ -226,86 +196,116 @@ def run(
     stdin: BinaryIO | None = None,
     models: Models | None = None,
     command: list[str] | None = None,
+    force: bool = False,
 ) -> RunResult:
     """Moderate `inputs` into the run folder `out` (default: beside the first input).
 
     Raises `ModeratorError` subclasses for bad input, output, configuration or models; the run
-    folder then holds no finished output. `models` lets a caller reuse loaded models across runs.
+    folder then holds no finished output. A run that was killed or failed is continued from its
+    checkpoint by the same call (see `checkpoint.py`). `models` lets a caller reuse loaded models.
+    With `[state] path` set, posts decided by an earlier run are carried over (`state.py`) unless `force`.
     """
     started, clock = _now(), time.perf_counter()
     files = readers.discover(inputs)
     out = Path(out) if out is not None else default_output(inputs)
-    rundir = RunDir(out)
+    rundir = RunDir(out, config.output.file_permissions)
     if not overwrite and (finished := rundir.finished()) is not None:
         done = [i.get("path") for i in finished.get("inputs", [])]
-        if done != [_abspath(f) for f in files]:
+        if done != [abspath(f) for f in files]:
             raise OutputError(
                 f"{out}: holds the finished output of other inputs ({', '.join(map(str, done[:3]))}); "
                 "choose another --out, or --overwrite to replace it"
             )
-        return RunResult(out, finished, skipped=True)
+        above = quarantine_share(finished.get("counts", {}), config.output.max_quarantine_share)["above_max"]
+        return RunResult(out, finished, skipped=True, partial=above)
     known_rows = [readers.check_schema(f, config.input.text_column) for f in files]
     total = None if any(r is None for r in known_rows) else sum(known_rows)
-    staging = rundir.start(overwrite)
-    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+    chain = chain_start(config.output.audit_chain_from, out)  # before models load: a wrong folder fails fast
+    current = identity(config, files, force)
+    previous = _resumable(rundir, current, files)
+    staging = rundir.start(overwrite, resume=previous is not None)
+    if previous is None:
+        run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+        checkpoint = Checkpoint(current or {}, run_id, started, {})
+    else:
+        checkpoint = previous
+        checkpoint.resumed.append(started)
+        log.info("resuming run %s from its checkpoint: %d rows done, %d output parts", checkpoint.run_id,
+                 checkpoint.counts.get("input_rows", 0), len(checkpoint.parts))
     try:
-        return _run(config, files, rundir, staging, run_id, started, clock, total, progress, stdin, models, command)
+        store = StateStore(Path(config.state.path).expanduser()) if config.state.path else None
+        try:
+            return _run(config, files, rundir, checkpoint, previous is not None, clock, total, progress, stdin,
+                        models, command, chain, current is not None, store, force)
+        finally:
+            if store is not None:
+                store.close()
     except BaseException as exc:
         rundir.fail(f"{type(exc).__name__}: {exc}")
         raise
 
 
-def _run(config, files, rundir, staging, run_id, started, clock, total, progress, stdin, models, command):  # type: ignore[no-untyped-def]
+def _resumable(rundir: RunDir, current: dict[str, Any] | None, files: list[readers.InputFile]) -> Checkpoint | None:
+    """The checkpoint of an unfinished run of the same job in `rundir`, if it can be continued."""
+    previous = Checkpoint.load(rundir.staging) if rundir.staging.is_dir() else None
+    if previous is None:
+        return None
+    reason = previous.why_not(current, files, rundir.staging)
+    if reason is not None:
+        log.warning("not resuming the unfinished run %s in %s: %s; starting over", previous.run_id, rundir.path, reason)
+        return None
+    return previous
+
+
+def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdin, models, command, chain,  # type: ignore[no-untyped-def]
+         resumable, store, force):
     timings: Counter = Counter()
     t0 = time.perf_counter()
     steps = build_steps(config, models or load_models(config))
     timings["load_models"] = time.perf_counter() - t0
-    fmt = output_format(config, files)
-    parts = PartWriter(staging / OUTPUT, fmt, config.output.rows_per_shard, config.output.compression)
-    quarantine = JsonLinesWriter(staging / QUARANTINE)
-    thresholds = {k: float(v) for k, v in vars(config.policy).items()}
     model_ids = {name: (ref.sha256 if ref else None) for name, ref in steps.models.items()}
-    audit = AuditLog(JsonLinesWriter(staging / AUDIT), run_id, thresholds, model_ids)
-    counts = Counts()
-    input_stats = []
+    if resume and checkpoint.models != model_ids:
+        log.warning("not resuming the unfinished run %s: its models differ from this run's; starting over",
+                    checkpoint.run_id)
+        rundir.start(overwrite=True)
+        checkpoint = Checkpoint(checkpoint.identity, checkpoint.run_id, checkpoint.resumed[-1], model_ids)
+        resume = False
+    checkpoint.models = model_ids
+    fmt = output_format(config, files)
+    thresholds = {k: float(v) for k, v in vars(config.policy).items()}
+    outputs = Outputs(rundir.staging, fmt, config.output.rows_per_shard, config.output.compression,
+                      config.output.file_permissions,
+                      (chain, checkpoint.run_id, thresholds, model_ids, config.output.audit_text),
+                      steps.labels, checkpoint, resume, checkpoints=resumable)
+    outputs.save_checkpoint(checkpoint.position if resume else (0, 0))  # records models, run id and resume times
+    carry = None
+    if store is not None:
+        cascade = bool((steps.classifier_info.get("cascade") or {}).get("active"))
+        carry = CarryOver(store, fingerprint(config, model_ids, cascade), checkpoint.run_id, steps.labels, force)
     with _progress(total, progress) as bar:
-        for item in files:
-            reader = readers.open_reader(item, config.input.batch_size, config.input.text_column, stdin)
-            batches = iter(reader)
-            while True:
-                t = time.perf_counter()
-                batch = next(batches, None)
-                timings["read"] += time.perf_counter() - t
-                if batch is None:
-                    break
-                for name, step in steps.steps:
-                    t = time.perf_counter()
-                    batch = step(batch)
-                    timings[name] += time.perf_counter() - t
-                t = time.perf_counter()
-                audit.write(batch)
-                output_rows, quarantined = records.finalize(batch, steps.labels)
-                parts.write(output_rows)
-                quarantine.write(quarantine_records(quarantined))
-                timings["write"] += time.perf_counter() - t
-                counts.add(batch)
-                bar.update(batch.num_rows)
-                bar.set_postfix(counts.summary(), refresh=False)
-            input_stats.append({"path": _abspath(item), "name": item.name, "format": item.format,
-                                "rows": reader.stats.rows, "size": reader.stats.size, "sha256": reader.stats.sha256})
+        bar.update(outputs.counts.input_rows)
+        for index, item in enumerate(files):
+            if index < checkpoint.position[0] and resume:
+                continue  # read to the end before the checkpoint; its stats are in the checkpoint
+            skip = checkpoint.position[1] if resume and index == checkpoint.position[0] else 0
+            reader = readers.open_reader(item, config.input.batch_size, config.input.text_column, stdin,
+                                         config.input.id_column)
+            _moderate_file(reader, index, skip, steps, carry, outputs, timings, bar)
+            outputs.file_done({"path": abspath(item), "name": item.name, "format": item.format,
+                               "rows": reader.stats.rows, "size": reader.stats.size, "sha256": reader.stats.sha256})
     t = time.perf_counter()
-    output_parts = parts.close()
-    quarantine.close()
-    audit.close()
+    output_parts = outputs.close()
     timings["write"] += time.perf_counter() - t
-    if counts.input_rows != counts.output_rows + counts.quarantined_rows or audit.writer.rows != counts.input_rows:
+    counts, audit = outputs.counts, outputs.audit.writer
+    if counts.input_rows != counts.output_rows + counts.quarantined_rows or audit.rows != counts.input_rows:
         raise ModeratorError(f"internal error: counts do not reconcile ({counts.to_dict()})")
     elapsed = time.perf_counter() - clock
     manifest = {
         "moderator_version": __version__,
-        "run_id": run_id,
+        "run_id": checkpoint.run_id,
         "status": "complete",
-        "started": started,
+        "started": checkpoint.started,
+        "resumed": checkpoint.resumed,
         "finished": _now(),
         "command": command,
         "config": config.to_dict(),
@@ -315,11 +315,68 @@ def _run(config, files, rundir, staging, run_id, started, clock, total, progress
         "device": pick_device(config.runtime.device),
         "packages": package_versions(),
         "host": {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine()},
-        "inputs": input_stats,
+        "inputs": outputs.inputs_done,
         "output": {"format": fmt, "folder": OUTPUT, "parts": output_parts},
+        "audit": audit.summary(),
         "counts": counts.to_dict(),
+        "state": None if carry is None else {"path": str(store.path), "fingerprint": carry.fingerprint, "force": force},
+        "quarantine": quarantine_share(counts.to_dict(), config.output.max_quarantine_share),
         "timings_s": {k: round(v, 3) for k, v in {**timings, "total": elapsed}.items()},
         "posts_per_s": round(counts.input_rows / elapsed, 2) if elapsed > 0 else None,
     }
     rundir.commit(manifest)
-    return RunResult(rundir.path, manifest)
+    return RunResult(rundir.path, manifest, partial=manifest["quarantine"]["above_max"])
+
+
+def _moderate_file(reader: readers.Reader, index: int, skip: int, steps: Steps, carry: CarryOver | None,
+                   outputs: Outputs, timings: Counter, bar: Any) -> None:
+    """Drive one input's batches through the steps into the outputs, from its row `skip` on.
+
+    Batches before row `skip` (done before a checkpoint) are read but not processed; the batch that
+    holds it is processed whole, so that it is scored exactly as in an uninterrupted run, and only
+    its rows from `skip` on are written.
+    """
+    batches, row = iter(reader), 0
+    while True:
+        t = time.perf_counter()
+        batch = next(batches, None)
+        timings["read"] += time.perf_counter() - t
+        if batch is None:
+            return
+        first, row = row, row + batch.num_rows
+        if row <= skip:
+            continue
+        fault("read")
+        batch = _process(batch, steps.steps, carry, timings)
+        t = time.perf_counter()
+        outputs.write(batch.slice(max(skip - first, 0)), index, max(first, skip))
+        timings["write"] += time.perf_counter() - t
+        bar.update(row - max(first, skip))
+        bar.set_postfix(outputs.counts.summary(), refresh=False)
+
+
+def _process(batch: pa.RecordBatch, steps: list[tuple[str, Step]], carry: CarryOver | None,
+             timings: Counter) -> pa.RecordBatch:
+    """Run a batch through the steps. With a state store, posts that an earlier run decided are set
+    aside after `Prepare`, skip the models, and are merged back in input order."""
+    if carry is None:
+        return _apply(steps, batch, timings)
+    batch = _apply(steps[:1], batch, timings)
+    t = time.perf_counter()
+    scored, carried, scored_at, carried_at = carry.split(batch)
+    timings["carry_over"] += time.perf_counter() - t
+    if scored.num_rows:
+        scored = _apply(steps[1:], scored, timings)
+    t = time.perf_counter()
+    batch = carry.merge(scored, carried, scored_at, carried_at)
+    timings["carry_over"] += time.perf_counter() - t
+    return batch
+
+
+def _apply(steps: list[tuple[str, Step]], batch: pa.RecordBatch, timings: Counter) -> pa.RecordBatch:
+    for name, step in steps:
+        fault(name)
+        t = time.perf_counter()
+        batch = step(batch)
+        timings[name] += time.perf_counter() - t
+    return batch

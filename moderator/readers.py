@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,8 +180,10 @@ class FileStats:
 class Reader:
     """Base reader: origin columns, checksums and file-naming errors around one format's batches."""
 
-    def __init__(self, item: InputFile, batch_size: int, text_column: str, stdin: BinaryIO | None = None) -> None:
+    def __init__(self, item: InputFile, batch_size: int, text_column: str, stdin: BinaryIO | None = None,
+                 id_column: str | None = None) -> None:
         self.item = item
+        self.id_column = id_column
         self.batch_size = batch_size
         self.text_column = text_column
         self.stdin = stdin
@@ -211,6 +214,25 @@ def _row_numbers(batch: pa.RecordBatch, start: int) -> pa.Array:
     if records.ROW in batch.schema.names:  # JSONL readers number rows by line, skipping blank lines
         return batch.column(records.ROW)
     return pa.array(range(start, start + batch.num_rows), pa.int64())
+
+
+def content_sha256(item: InputFile) -> str:
+    """The sha256 a reader records for `item` (FileStats.sha256), without parsing it.
+
+    Parquet: of the file's bytes; JSONL: of the decompressed stream.
+    """
+    try:
+        if item.format == "parquet":
+            source: BinaryIO = open(item.path, "rb")
+        else:
+            source = pa.input_stream(item.path, compression="detect")
+        with source:
+            digest = hashlib.sha256()
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+    except (OSError, EOFError, pa.ArrowException) as exc:
+        raise InputError(f"{item.path}: cannot read ({_short(exc)})") from None
+    return digest.hexdigest()
 
 
 class ParquetReader(Reader):
@@ -275,12 +297,15 @@ class JsonlReader(Reader):
             reasons.append(reason)
             details.append(detail)
             raws.append(line.decode("utf-8", "backslashreplace").rstrip("\r\n"))  # for quarantine
-        columns = _columns(objects, self.item.path, {self.text_column: pa.array(texts, pa.string())})
+        columns = _columns(objects, self.item.path, {self.text_column: pa.array(texts, pa.string())}, self.id_column)
         columns[records.ROW] = pa.array([i for i, _ in lines], pa.int64())
         columns[records.QUARANTINE] = pa.array(reasons, pa.string())
         columns[records.DETAIL] = pa.array(details, pa.string())
         columns[records.RAW] = pa.array(raws, pa.string())
         return pa.RecordBatch.from_pydict(columns)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _decode(line: bytes) -> tuple[dict, str | None, str | None]:
@@ -296,6 +321,11 @@ def _decode(line: bytes) -> tuple[dict, str | None, str | None]:
         return {}, "invalid_json", "nested too deeply"
     if not isinstance(obj, dict):
         return {}, "not_an_object", f"the line holds a JSON {_json_type(obj)}"
+    if _SURROGATE_ESCAPE.search(text):  # valid JSON, but "\ud800" alone is no character: Arrow cannot hold it
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return {}, "invalid_unicode", f"a lone surrogate escape (\\u{ord(exc.object[exc.start]):04x})"
     clash = next((k for k in obj if k.startswith(records.PREFIX) or k == records.ANNOTATION), None)
     if clash is not None:
         return {}, "not_an_object", f"key {clash!r} is a name moderator writes itself"
@@ -314,12 +344,15 @@ def _clip(text: str, limit: int = 80) -> str:
 _mixed_warned: set[tuple[str, str]] = set()
 
 
-def _columns(objects: list[dict], path: str, given: dict[str, pa.Array]) -> dict[str, pa.Array]:
+def _columns(objects: list[dict], path: str, given: dict[str, pa.Array], id_column: str | None = None
+             ) -> dict[str, pa.Array]:
     """Columns for the union of keys over all records, in order of first appearance.
 
     `given` holds columns already built (the validated text). A key whose values have types Arrow
     cannot put in one column (a number here, a string there) is kept as JSON text, so that no
-    value is lost; a warning names the file and the key.
+    value is lost; a warning names the file and the key. The id column is the exception: its string
+    values stay as they are (ids 7 and "b7" become "7" and "b7", not "7" and "\"b7\""), so that a
+    post keeps its id whatever else its batch holds.
     """
     keys: dict[str, None] = {}
     for obj in objects:
@@ -336,6 +369,10 @@ def _columns(objects: list[dict], path: str, given: dict[str, pa.Array]) -> dict
         try:
             columns[key] = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            if key == id_column:
+                columns[key] = pa.array([None if v is None else v if isinstance(v, str) else json.dumps(v)
+                                         for v in values], pa.string())
+                continue
             if (path, key) not in _mixed_warned:
                 _mixed_warned.add((path, key))
                 log.warning("%s: values of %r have mixed types; kept as JSON text", path, key)
@@ -344,6 +381,7 @@ def _columns(objects: list[dict], path: str, given: dict[str, pa.Array]) -> dict
     return columns
 
 
-def open_reader(item: InputFile, batch_size: int, text_column: str, stdin: BinaryIO | None = None) -> Reader:
+def open_reader(item: InputFile, batch_size: int, text_column: str, stdin: BinaryIO | None = None,
+                id_column: str | None = None) -> Reader:
     cls = ParquetReader if item.format == "parquet" else JsonlReader
-    return cls(item, batch_size, text_column, stdin)
+    return cls(item, batch_size, text_column, stdin, id_column)

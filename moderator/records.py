@@ -30,6 +30,7 @@ REASON = "__mod_reason"
 REWRITE = "__mod_rewrite"
 REWRITE_TOXICITY = "__mod_rewrite_toxicity"
 SIMILARITY = "__mod_similarity"
+CARRIED_FROM = "__mod_carried_from"  # run id of the earlier run whose decision was carried over (state.py)
 
 ANNOTATION = "moderation"  # the output's struct column
 
@@ -50,6 +51,7 @@ REASONS = {
 QUARANTINE_REASONS = {
     "invalid_json": "the line is not valid JSON",
     "invalid_utf8": "the line is not valid UTF-8",
+    "invalid_unicode": "a string escapes a lone surrogate (\\ud800-\\udfff), which is no character",
     "not_an_object": "the JSON value is not an object",
     "text_missing": "the record has no text field",
     "text_null": "the text is null",

@@ -7,7 +7,12 @@
 
 A run writes everything under `DIR/.partial/` and moves it into place only when it has finished,
 so a run that fails (or is killed) leaves nothing that looks like a finished output, and an
-`--overwrite` run that fails leaves the previous finished output as it was.
+`--overwrite` run that fails leaves the previous finished output as it was. The staging folder also
+holds the run's checkpoint (`checkpoint.py`): running the same command again continues the
+unfinished run instead of starting over; an unfinished run of other settings or inputs is removed.
+
+Files are created with the run's file mode and folders with the matching folder mode (default
+0600 and 0700: owner only; `[output] file_mode`), whatever the umask.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 
 from moderator.errors import ConfigError, OutputError
 from moderator.readers import JSONL_SUFFIXES, PARQUET_SUFFIXES, STDIN, _glob_root
-from moderator.writers import json_default
+from moderator.writers import PRIVATE, create_file, folder_mode, json_default
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +54,14 @@ def default_output(specs: list[str]) -> Path:
     return path.with_name(name + ".moderated")
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync it, then rename it into place."""
+def write_json_atomic(path: Path, obj: Any, file_mode: int = PRIVATE) -> None:
+    """Write JSON to a temporary file in the same folder, fsync it, then rename it into place.
+
+    The file gets `file_mode` like every other file of the run (mkstemp creates it owner-only).
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; follow the umask like other files
+        os.fchmod(fd, file_mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(obj, handle, indent=2, ensure_ascii=False, default=json_default)
             handle.write("\n")
@@ -69,9 +75,10 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 class RunDir:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, file_mode: int = PRIVATE) -> None:
         self.path = path
         self.staging = path / STAGING
+        self.file_mode = file_mode
 
     def finished(self) -> dict[str, Any] | None:
         """The manifest of a finished run in this folder, or None."""
@@ -81,8 +88,9 @@ class RunDir:
             return None
         return manifest if isinstance(manifest, dict) and manifest.get("status") == "complete" else None
 
-    def start(self, overwrite: bool) -> Path:
-        """Create an empty staging folder and return it. Refuses folders that are not ours."""
+    def start(self, overwrite: bool, resume: bool = False) -> Path:
+        """Create an empty staging folder and return it, or with `resume` keep the one there (a run
+        continued from its checkpoint). Refuses folders that are not ours."""
         if self.path.exists() and not self.path.is_dir():
             raise OutputError(f"{self.path}: exists and is not a folder")
         if self.path.is_dir():
@@ -93,11 +101,17 @@ class RunDir:
                     f"({', '.join(foreign[:3])}{'...' if len(foreign) > 3 else ''}); choose another --out"
                 )
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            if self.staging.exists():
-                log.info("removing the unfinished output of an earlier run in %s", self.staging)
-                shutil.rmtree(self.staging)
-            self.staging.mkdir()
+            if not self.path.is_dir():  # a folder the user made keeps the mode they gave it
+                self.path.mkdir(parents=True)
+                os.chmod(self.path, folder_mode(self.file_mode))
+            if resume:
+                (self.staging / "error.txt").unlink(missing_ok=True)
+            else:
+                if self.staging.exists():
+                    log.info("removing the unfinished output of an earlier run in %s", self.staging)
+                    shutil.rmtree(self.staging)
+                self.staging.mkdir(mode=0o700)
+                os.chmod(self.staging, folder_mode(self.file_mode))
             probe = self.staging / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
@@ -116,14 +130,15 @@ class RunDir:
                     old.unlink()
             for name in (OUTPUT, AUDIT, QUARANTINE):
                 os.replace(self.staging / name, self.path / name)
-            write_json_atomic(self.path / MANIFEST, manifest)
+            write_json_atomic(self.path / MANIFEST, manifest, self.file_mode)
             shutil.rmtree(self.staging)
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot finish the output ({exc.strerror})") from None
 
     def fail(self, message: str) -> None:
-        """Leave a note in the staging folder of a failed run (it is removed by the next run)."""
+        """Leave a note in the staging folder of a failed run (the next run removes it, or resumes)."""
         try:
-            (self.staging / "error.txt").write_text(message + "\n")
+            with create_file(self.staging / "error.txt", self.file_mode) as handle:
+                handle.write(message + "\n")
         except OSError:
             pass

@@ -2,7 +2,14 @@
 
 Output goes to `output/part-NNNNN.parquet` (or `.jsonl`), a new part every `rows_per_shard` rows,
 and also when a batch's columns cannot be written under the current part's schema (JSONL inputs,
-or Parquet shards with different schemas): nothing is dropped or coerced to fit.
+or Parquet shards with different schemas): nothing is dropped or coerced to fit. A part is written
+under a temporary name (`.part-NNNNN.parquet.tmp`), fsynced and renamed when it is complete, so a
+part file that has its final name is always whole: a run that resumes after a crash keeps those
+and rewrites the rest (see `checkpoint.py`).
+
+Every file is created with the run's file mode (`[output] file_mode`, default 0600: owner only)
+and every folder with the matching folder mode, whatever the umask: outputs and logs hold posts,
+scores and ids that a shared machine's other users should not read by default.
 """
 
 from __future__ import annotations
@@ -41,28 +48,96 @@ def json_line(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, default=json_default, separators=(",", ":")) + "\n"
 
 
+PRIVATE = 0o600  # the default file mode: owner read and write only
+
+
+def folder_mode(file_mode: int) -> int:
+    """The folder mode that goes with a file mode: x wherever r is set (0600 -> 0700, 0640 -> 0750)."""
+    return file_mode | (file_mode & 0o444) >> 2
+
+
+def make_folder(path: Path, file_mode: int = PRIVATE) -> None:
+    """Create `path` (its parents as usual) and give it the folder mode of `file_mode`."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, folder_mode(file_mode))
+
+
+def create_file(path: Path, file_mode: int = PRIVATE, binary: bool = False):  # type: ignore[no-untyped-def]
+    """Open a new (or truncated) file for writing with exactly `file_mode`.
+
+    The mode is set on the open descriptor, so the umask cannot widen or narrow it and there is no
+    moment when the file exists with looser permissions.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode)
+    try:
+        os.fchmod(fd, file_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if binary:
+        return os.fdopen(fd, "wb")
+    return os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+
+
 def fsync_close(handle) -> None:  # type: ignore[no-untyped-def]
     handle.flush()
     os.fsync(handle.fileno())
     handle.close()
 
 
+def open_at(path: Path, size: int, file_mode: int = PRIVATE):  # type: ignore[no-untyped-def]
+    """Open an existing file for appending after its first `size` bytes (what a checkpoint recorded).
+
+    Whatever a killed run wrote after the checkpoint is cut off first.
+    """
+    fd = os.open(path, os.O_WRONLY, file_mode)
+    try:
+        if os.fstat(fd).st_size < size:
+            raise OSError(0, f"shorter ({os.fstat(fd).st_size} bytes) than its checkpoint ({size} bytes)")
+        os.ftruncate(fd, size)
+        os.lseek(fd, size, os.SEEK_SET)
+    except OSError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "wb")
+
+
+def sync(handle) -> int:  # type: ignore[no-untyped-def]
+    """Flush and fsync an open file; its size in bytes (what a checkpoint records)."""
+    handle.flush()
+    os.fsync(handle.fileno())
+    return handle.tell()
+
+
 class JsonLinesWriter:
-    def __init__(self, path: Path) -> None:
+    """JSON lines into one file. `resume_at`: continue an existing file after its first N bytes."""
+
+    def __init__(self, path: Path, file_mode: int = PRIVATE, resume_at: tuple[int, int] | None = None) -> None:
         self.path = path
         self.rows = 0
         try:
-            self._handle = open(path, "w", encoding="utf-8", newline="\n")
+            if resume_at is None:
+                self._handle = create_file(path, file_mode, binary=True)
+            else:
+                size, self.rows = resume_at
+                self._handle = open_at(path, size, file_mode)
         except OSError as exc:
-            raise OutputError(f"{path}: cannot create ({exc.strerror})") from None
+            raise OutputError(f"{path}: cannot {'create' if resume_at is None else 'resume'} ({exc.strerror})") from None
 
     def write(self, objects: list[dict]) -> None:
         if objects:
             try:
-                self._handle.write("".join(json_line(o) for o in objects))
+                self._handle.write("".join(json_line(o) for o in objects).encode("utf-8"))
             except OSError as exc:
                 raise OutputError(f"{self.path}: cannot write ({exc.strerror})") from None
             self.rows += len(objects)
+
+    def sync(self) -> tuple[int, int]:
+        """Make what was written durable: (bytes, rows) for a checkpoint."""
+        try:
+            return sync(self._handle), self.rows
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write ({exc.strerror})") from None
 
     def close(self) -> None:
         try:
@@ -93,18 +168,44 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch | None:
 
 
 class PartWriter:
-    """Annotated rows into numbered part files under `folder`."""
+    """Annotated rows into numbered part files under `folder`.
 
-    def __init__(self, folder: Path, fmt: str, rows_per_shard: int, compression: str = "zstd") -> None:
+    `done` continues a run from a checkpoint: the parts it lists are kept, every other file in
+    the folder (a part that was being written, a part finished after the checkpoint) is removed.
+    """
+
+    def __init__(self, folder: Path, fmt: str, rows_per_shard: int, compression: str = "zstd",
+                 file_mode: int = PRIVATE, done: list[dict[str, Any]] | None = None) -> None:
         self.folder = folder
         self.format = fmt
         self.rows_per_shard = rows_per_shard
         self.compression = compression
-        self.parts: list[dict[str, Any]] = []
+        self.file_mode = file_mode
+        self.parts: list[dict[str, Any]] = [dict(p) for p in done or []]
         self._writer: pq.ParquetWriter | JsonLinesWriter | None = None
+        self._handle = None  # the open part's file (Parquet)
         self._schema: pa.Schema | None = None
         self._rows = 0
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            make_folder(folder, file_mode)
+            keep = {p["file"] for p in self.parts}
+            for path in folder.iterdir():
+                if path.name not in keep:
+                    path.unlink()
+            missing = [name for name in sorted(keep) if not (folder / name).is_file()]
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot create ({exc.strerror})") from None
+        if missing:
+            raise OutputError(f"{folder}: {missing[0]} is missing; the checkpoint cannot be resumed")
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a part is being written (a checkpoint can only be taken between parts)."""
+        return self._writer is not None
+
+    def room(self) -> int:
+        """Rows that still fit into the open part (a whole part's worth when none is open)."""
+        return self.rows_per_shard - self._rows if self._writer is not None else self.rows_per_shard
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
@@ -125,17 +226,23 @@ class PartWriter:
             if self._rows >= self.rows_per_shard:
                 self._finish_part()
 
+    def _paths(self) -> tuple[Path, Path]:
+        name = self.parts[-1]["file"]
+        return self.folder / name, self.folder / f".{name}.tmp"
+
     def _open_part(self, schema: pa.Schema) -> None:
-        path = self.folder / f"part-{len(self.parts):05d}.{'parquet' if self.format == 'parquet' else 'jsonl'}"
+        name = f"part-{len(self.parts):05d}.{'parquet' if self.format == 'parquet' else 'jsonl'}"
         self._schema, self._rows = schema, 0
-        self.parts.append({"file": path.name, "rows": 0})
+        self.parts.append({"file": name, "rows": 0})
+        _, tmp = self._paths()
         if self.format == "parquet":
             try:
-                self._writer = pq.ParquetWriter(path, schema, compression=self.compression)
+                self._handle = create_file(tmp, self.file_mode, binary=True)
+                self._writer = pq.ParquetWriter(self._handle, schema, compression=self.compression)
             except OSError as exc:
-                raise OutputError(f"{path}: cannot create ({exc})") from None
+                raise OutputError(f"{tmp}: cannot create ({exc})") from None
         else:
-            self._writer = JsonLinesWriter(path)
+            self._writer = JsonLinesWriter(tmp, self.file_mode)
 
     def _write_rows(self, batch: pa.RecordBatch) -> None:
         try:
@@ -149,17 +256,32 @@ class PartWriter:
         self.parts[-1]["rows"] = self._rows
 
     def _finish_part(self) -> None:
+        """Close the open part, fsync it and give it its final name: it appears whole or not at all."""
         if self._writer is None:
             return
+        path, tmp = self._paths()
         try:
             self._writer.close()
+            if self._handle is not None:
+                fsync_close(self._handle)
+            os.replace(tmp, path)
+            fsync_folder(self.folder)
         except OSError as exc:
             raise OutputError(f"{self.folder}: cannot write output ({exc})") from None
-        self._writer = None
+        self._writer, self._handle = None, None
 
     def close(self) -> list[dict[str, Any]]:
         self._finish_part()
         return self.parts
+
+
+def fsync_folder(path: Path) -> None:
+    """Make a rename in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def quarantine_records(batch: pa.RecordBatch) -> list[dict[str, Any]]:

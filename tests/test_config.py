@@ -46,6 +46,9 @@ def test_ints_are_accepted_for_floats_and_lists_become_tuples(tmp_path):
         ("[rewriter]\nmax_new_tokens = 2000\n", "leaves no room for the prompt"),
         ("policy = 3\n", "[policy] must be a table"),
         ("[policy\n", "is not valid TOML"),
+        ("[output]\nfile_mode = 'rw-------'\n", "file_mode = 'rw-------' is not an octal mode"),
+        ("[output]\nfile_mode = '0044'\n", "must let the owner read and write"),
+        ("[output]\naudit_text = 'yes'\n", "audit_text must be bool, not str"),
     ],
 )
 def test_bad_settings_name_the_file_and_the_fix(tmp_path, toml, message):

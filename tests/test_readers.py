@@ -105,14 +105,17 @@ def test_jsonl_bad_lines_become_rows_with_reasons_and_keep_the_line(tmp_path):
         b'{"text": "caf\xe9"}\n',  # Latin-1, not UTF-8
         b"\n",  # blank lines are not records
         b'{"text": "fine", "__mod_x": 1}\n',
+        b'{"text": "half an emoji \\ud83d here"}\n',  # valid JSON, but no valid string
+        b'{"text": "a whole one \\ud83d\\ude00"}\n',
     ]
     path = write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "text": "ok"}], raw)
     [item] = readers.discover([str(path)])
     _, _, table = read_all(item, batch_size=100)
     reasons = table.column(records.QUARANTINE).to_pylist()
     assert reasons == [None, "invalid_json", "not_an_object", "text_not_string", "text_missing", "invalid_utf8",
-                       "not_an_object"]
-    assert table.column(records.ROW).to_pylist() == [0, 1, 2, 3, 4, 5, 7]  # line numbers - 1, blank skipped
+                       "not_an_object", "invalid_unicode", None]
+    assert table.column(records.ROW).to_pylist() == [0, 1, 2, 3, 4, 5, 7, 8, 9]  # line numbers - 1, blank skipped
+    assert table.column("text").to_pylist()[8] == "a whole one \U0001F600"
     assert table.column(records.RAW).to_pylist()[1] == "not json"
     assert table.column(records.RAW).to_pylist()[5] == '{"text": "caf\\xe9"}'
     assert table.column("body").to_pylist()[4] == "no text"

@@ -1,0 +1,160 @@
+"""Resuming a run that was killed: the checkpoint in `DIR/.partial/checkpoint.json`.
+
+A run takes a checkpoint every time an output part is complete (every `rows_per_shard` output
+rows): the part is fsynced and renamed into place (`writers.PartWriter`), the audit log and the
+quarantine file are fsynced, and then this file is replaced atomically. It records
+
+    position        the next input row to process: input file number and row within that file
+    inputs_done     the manifest entries (size, sha256, rows) of the inputs read to the end
+    parts           the finished output parts
+    audit           bytes, lines and chain head of audit.jsonl at that point
+    quarantine      bytes and records of quarantine.jsonl at that point
+    counts          the run's counts at that point
+    identity        what must not change for the checkpoint to be resumed (below)
+
+Running the same command again finds the checkpoint and continues from it: the audit log and the
+quarantine file are cut back to the recorded length, parts written after the checkpoint are
+removed, the input is read again from the recorded position (the batch that holds it is read and
+processed whole, so every batch sees the same rows as in an uninterrupted run, and the rows before
+the position are then dropped) and the audit chain continues from the recorded head. The finished
+output equals an uninterrupted run's, and so do its audit lines but for `run_id` and `time`: the run keeps
+the interrupted run's `run_id` and `started`, lines written after the resume carry the time they were
+written, and the manifest lists when the run was resumed (`resumed`).
+
+The identity: moderator's version, the resolved config (every setting: thresholds, models, batch
+sizes, output format...), and each input's path, size and modification time. When the run resumes,
+the inputs the interrupted run had read to the end are read once more to compare their sha256, and
+the models' content hashes are compared once they are loaded. Any difference and the unfinished
+output is discarded (with a log line) and the run starts over. Standard input (`-`) cannot be read
+again, so a run that reads it never resumes.
+
+Test hook: `MODERATOR_FAULT=POINT:N` makes the process kill itself with SIGKILL the Nth time it
+reaches POINT (`read`: a batch was read; `classify`, `rewrite`...: a step is about to process a
+batch; `shard`: an output part was renamed into place, before the checkpoint is written;
+`checkpoint`: right after a checkpoint). The fault-injection tests use it to stop a real run at
+exact places; it is not meant for anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moderator import __version__, readers
+from moderator.config import JobConfig
+from moderator.writers import PRIVATE
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.json"
+FORMAT = 1  # the checkpoint file's own format; a checkpoint of another format is not resumed
+
+
+def abspath(item: readers.InputFile) -> str:
+    return item.path if item.is_stdin else str(Path(item.path).resolve())
+
+
+def identity(config: JobConfig, files: list[readers.InputFile], force: bool = False) -> dict[str, Any] | None:
+    """What a run must share with an interrupted one to continue it; None when it cannot resume."""
+    if any(f.is_stdin for f in files):
+        return None
+    inputs = []
+    for item in files:
+        stat = os.stat(item.path)
+        inputs.append({"path": abspath(item), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    settings = json.dumps(config.to_dict(), sort_keys=True, default=str).encode()
+    return {"format": FORMAT, "moderator_version": __version__,
+            "config_sha256": hashlib.sha256(settings).hexdigest(), "force": force, "inputs": inputs}
+
+
+@dataclass
+class Checkpoint:
+    identity: dict[str, Any]
+    run_id: str
+    started: str
+    models: dict[str, str | None]  # content hash per model
+    position: tuple[int, int] = (0, 0)  # (input file number, row within it): the next row to process
+    inputs_done: list[dict[str, Any]] = field(default_factory=list)
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    audit: tuple[int, int, str] = (0, 0, "")  # bytes, lines, chain head
+    quarantine: tuple[int, int] = (0, 0)  # bytes, records
+    counts: dict[str, Any] = field(default_factory=dict)
+    resumed: list[str] = field(default_factory=list)  # when the run was resumed, oldest first
+
+    def save(self, staging: Path, file_mode: int = PRIVATE) -> None:
+        from moderator.rundir import write_json_atomic
+
+        write_json_atomic(staging / CHECKPOINT, asdict(self), file_mode)
+
+    @classmethod
+    def load(cls, staging: Path) -> Checkpoint | None:
+        """The checkpoint in a staging folder, or None when there is none or it cannot be used."""
+        try:
+            data = json.loads((staging / CHECKPOINT).read_text())
+            checkpoint = cls(**data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("%s: unreadable checkpoint (%s); starting over", staging / CHECKPOINT, exc)
+            return None
+        checkpoint.position = tuple(checkpoint.position)  # type: ignore[assignment]
+        checkpoint.audit = tuple(checkpoint.audit)  # type: ignore[assignment]
+        checkpoint.quarantine = tuple(checkpoint.quarantine)  # type: ignore[assignment]
+        return checkpoint
+
+    def why_not(self, current: dict[str, Any] | None, files: list[readers.InputFile], staging: Path) -> str | None:
+        """Why this checkpoint cannot be continued by a run with identity `current`, or None when it can.
+
+        Reads the inputs that the interrupted run had finished once more, to compare their sha256.
+        """
+        from moderator.rundir import AUDIT, OUTPUT, QUARANTINE
+
+        if current is None:
+            return "this run reads standard input, which cannot be read again"
+        if self.identity.get("format") != FORMAT or self.identity.get("moderator_version") != __version__:
+            return "it was written by another version of moderator"
+        if (self.identity.get("config_sha256"), self.identity.get("force")) != (current["config_sha256"], current["force"]):
+            return "the settings changed"
+        if self.identity.get("inputs") != current["inputs"]:
+            return "the inputs changed (paths, sizes or modification times)"
+        for name, size in ((AUDIT, self.audit[0]), (QUARANTINE, self.quarantine[0])):
+            if not (staging / name).is_file() or (staging / name).stat().st_size < size:
+                return f"its {name} is missing or shorter than recorded"
+        if any(not (staging / OUTPUT / p["file"]).is_file() for p in self.parts):
+            return "an output part it recorded is missing"
+        for item, done in zip(files, self.inputs_done):
+            if readers.content_sha256(item) != done.get("sha256"):
+                return f"{item.path} changed (its sha256 differs)"
+        return None
+
+    def counters(self) -> dict[str, Any]:
+        """The counts as the Counter fields of `outputs.Counts`."""
+        c = self.counts
+        return {"input_rows": c.get("input_rows", 0), "output_rows": c.get("output_rows", 0),
+                "quarantined_rows": c.get("quarantined_rows", 0), "carried_over": c.get("carried_over", 0),
+                "actions": Counter({k: v for k, v in c.get("actions", {}).items() if v}),
+                "reasons": Counter(c.get("reasons", {})),
+                "quarantine_reasons": Counter(c.get("quarantine_reasons", {}))}
+
+
+_fault_seen: Counter = Counter()
+
+
+def fault(point: str) -> None:
+    """Test hook: SIGKILL this process the Nth time it reaches `point` (MODERATOR_FAULT=POINT:N)."""
+    spec = os.environ.get("MODERATOR_FAULT")
+    if not spec:
+        return
+    name, _, nth = spec.partition(":")
+    if name != point:
+        return
+    _fault_seen[point] += 1
+    if _fault_seen[point] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
