@@ -41,9 +41,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from moderator.errors import ConfigError, InputError, OutputError
+from moderator.errors import ConfigError, InputError
 from moderator.rundir import AUDIT, MANIFEST, RunDir
-from moderator.writers import PRIVATE, create_file, fsync_close, json_default, open_at, sync
+from moderator.writers import PRIVATE, JsonLinesWriter, json_default
 
 GENESIS = "0" * 64
 HASH_DEFINITION = (
@@ -109,25 +109,16 @@ def chain_start(previous: str | None, out: Path) -> ChainStart:
     return ChainStart(head, {"run_id": manifest.get("run_id"), "path": str(path.resolve()), "head_sha256": head})
 
 
-class ChainWriter:
+class ChainWriter(JsonLinesWriter):
     """Writes audit lines, each carrying its number and the sha256 of the line before it."""
 
     def __init__(self, path: Path, start: ChainStart | None = None, file_mode: int = PRIVATE,
                  resume_at: tuple[int, int, str] | None = None) -> None:
         """`resume_at` = (bytes, lines, head) from a checkpoint: continue the log after its first
         `bytes` bytes, numbering and linking the next line to the checkpoint's last one."""
-        self.path = path
+        super().__init__(path, file_mode, None if resume_at is None else resume_at[:2])
         self.start = start or ChainStart()
-        self.head = self.start.sha256
-        self.rows = 0
-        try:
-            if resume_at is None:
-                self._handle = create_file(path, file_mode, binary=True)
-            else:
-                size, self.rows, self.head = resume_at
-                self._handle = open_at(path, size, file_mode)
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot {'create' if resume_at is None else 'resume'} ({exc.strerror})") from None
+        self.head = self.start.sha256 if resume_at is None else resume_at[2]
 
     def write(self, objects: Iterable[dict[str, Any]]) -> None:
         chunks = []
@@ -136,23 +127,11 @@ class ChainWriter:
             self.head = line_sha256(line)
             self.rows += 1
             chunks.append(line + b"\n")
-        try:
-            self._handle.write(b"".join(chunks))
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write ({exc.strerror})") from None
+        self._write_bytes(b"".join(chunks))
 
-    def sync(self) -> tuple[int, int, str]:
+    def sync(self) -> tuple[int, int, str]:  # type: ignore[override]
         """Make what was written durable: (bytes, lines, head) for a checkpoint."""
-        try:
-            return sync(self._handle), self.rows, self.head
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write ({exc.strerror})") from None
-
-    def close(self) -> None:
-        try:
-            fsync_close(self._handle)
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write ({exc.strerror})") from None
+        return (*super().sync(), self.head)
 
     def summary(self) -> dict[str, Any]:
         """The manifest's `audit` section: what `moderate audit verify` checks the log against."""

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from moderator import __version__, records
+from moderator.audit import sha256_text
 from moderator.config import JobConfig
 from moderator.errors import OutputError
 
@@ -78,10 +79,6 @@ def fingerprint(config: JobConfig, model_ids: dict[str, str | None], cascade_act
     }
     data = {"moderator": __version__, "settings": settings, "models": model_ids, "cascade": cascade_active}
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class StateStore:
@@ -155,7 +152,7 @@ class CarryOver:
         decisions: dict[int, dict[str, Any]] = {}
         for i in range(n):
             hit = stored.get(ids[i]) if active[i] else None
-            if hit and hit[0] == text_sha256(texts[i]) and hit[1] == self.fingerprint and hit[3] != self.run_id:
+            if hit and hit[0] == sha256_text(texts[i]) and hit[1] == self.fingerprint and hit[3] != self.run_id:
                 decisions[i] = json.loads(hit[2])
         carried = sorted(decisions)
         scored = [i for i in range(n) if i not in decisions]
@@ -203,6 +200,6 @@ class CarryOver:
                 continue
             decision = {field: values[i] for field, values in columns.items()}
             decision["run_id"] = self.run_id
-            rows.append((ids[i], text_sha256(texts[i]), self.fingerprint,
+            rows.append((ids[i], sha256_text(texts[i]), self.fingerprint,
                          json.dumps(decision, separators=(",", ":")), self.run_id))
         self.store.store(rows)

@@ -126,11 +126,14 @@ class JsonLinesWriter:
 
     def write(self, objects: list[dict]) -> None:
         if objects:
-            try:
-                self._handle.write("".join(json_line(o) for o in objects).encode("utf-8"))
-            except OSError as exc:
-                raise OutputError(f"{self.path}: cannot write ({exc.strerror})") from None
+            self._write_bytes("".join(json_line(o) for o in objects).encode("utf-8"))
             self.rows += len(objects)
+
+    def _write_bytes(self, data: bytes) -> None:
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write ({exc.strerror})") from None
 
     def sync(self) -> tuple[int, int]:
         """Make what was written durable: (bytes, rows) for a checkpoint."""

@@ -32,6 +32,19 @@ def _setup(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def _named(specs) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """NAME=PATH arguments as {name: path}; a bare PATH is named after its folder."""
+    return dict(spec.split("=", 1) if "=" in spec else (Path(spec).name, spec) for spec in specs)
+
+
+def _print_table(table: dict, format_table, json_out: Path | None) -> None:  # type: ignore[no-untyped-def]
+    click.echo(format_table(table))
+    if json_out:
+        import json
+
+        json_out.write_text(json.dumps(table, indent=2) + "\n")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Train and evaluate moderator's default models (classifier, detox rewriter)."""
@@ -94,13 +107,8 @@ def eval_classifier(models, data, split, json_out, threads) -> None:
     _setup(threads)
     from train import classifier_eval
 
-    named = dict(m.split("=", 1) if "=" in m else (Path(m).name, m) for m in models)
-    table = classifier_eval.evaluate(named, data, split)
-    click.echo(classifier_eval.format_table(table))
-    if json_out:
-        import json
-
-        json_out.write_text(json.dumps(table, indent=2) + "\n")
+    table = classifier_eval.evaluate(_named(models), data, split)
+    _print_table(table, classifier_eval.format_table, json_out)
 
 
 @cli.command("bundle-classifier")
@@ -118,7 +126,7 @@ def bundle_classifier(model, compare, data, threads) -> None:
     _setup(threads)
     from train import bundle, classifier_eval
 
-    named = {"shipped (" + Path(model).name + ")": str(model), **dict(c.split("=", 1) for c in compare)}
+    named = {"shipped (" + Path(model).name + ")": str(model), **_named(compare)}
     table = classifier_eval.evaluate(named, data)
     click.echo(classifier_eval.format_table(table))
     click.echo(f"bundled into {bundle.bundle_classifier(Path(model), table)}", err=True)
@@ -205,13 +213,8 @@ def eval_detox(models, data, limit, engine, classifier, json_out, threads) -> No
     _setup(threads)
     from train import detox_eval
 
-    named = dict(m.split("=", 1) if "=" in m else (Path(m).name, m) for m in models)
-    table = detox_eval.evaluate(named, data, limit=limit, engine=engine, classifier=classifier)
-    click.echo(detox_eval.format_table(table))
-    if json_out:
-        import json
-
-        json_out.write_text(json.dumps(table, indent=2) + "\n")
+    table = detox_eval.evaluate(_named(models), data, limit=limit, engine=engine, classifier=classifier)
+    _print_table(table, detox_eval.format_table, json_out)
 
 
 @cli.command("bundle-detox")
@@ -231,7 +234,7 @@ def bundle_detox(model, compare, data, engine, limit, threads) -> None:
     _setup(threads)
     from train import bundle, detox_eval
 
-    named = {"LoRA (shipped)": str(model), **dict(c.split("=", 1) for c in compare)}
+    named = {"LoRA (shipped)": str(model), **_named(compare)}
     table = detox_eval.evaluate(named, data, limit=limit, engine=engine)
     click.echo(detox_eval.format_table(table))
     click.echo(f"bundled into {bundle.bundle_rewriter(Path(model), table)}", err=True)
