@@ -27,9 +27,10 @@ demo: setup
 	@# The sample holds 2 malformed records on purpose (3.8%): allow that share of quarantine.
 	$(BIN)/moderate batch jobs/sample/forum_posts.parquet --overwrite --max-quarantine-share 0.05
 	$(BIN)/moderate show jobs/sample/forum_posts.moderated --limit 3
+	$(BIN)/moderate report jobs/sample/forum_posts.moderated --out jobs/sample/forum_posts.report.html
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) jobs/sample/forum_posts.moderated
+	rm -rf $(VENV) jobs/sample/forum_posts.moderated jobs/sample/forum_posts.report.html

@@ -69,7 +69,9 @@ def identity(config: JobConfig, files: list[readers.InputFile], force: bool = Fa
     for item in files:
         stat = os.stat(item.path)
         inputs.append({"path": abspath(item), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
-    settings = json.dumps(config.to_dict(), sort_keys=True, default=str).encode()
+    # [report] settings only shape reports made later: changing them does not make a run different.
+    settings = json.dumps({k: v for k, v in config.to_dict().items() if k != "report"}, sort_keys=True,
+                          default=str).encode()
     return {"format": FORMAT, "moderator_version": __version__,
             "config_sha256": hashlib.sha256(settings).hexdigest(), "force": force, "inputs": inputs}
 

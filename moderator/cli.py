@@ -16,7 +16,7 @@ import click
 
 from moderator import __version__
 from moderator.config import DEVICES, ENGINES, FORMATS, JobConfig, describe
-from moderator.errors import EXIT_CODES, PARTIAL_EXIT_CODE, AuditChainError, ModeratorError
+from moderator.errors import EXIT_CODES, PARTIAL_EXIT_CODE, AuditChainError, ModeratorError, OutputError
 
 log = logging.getLogger("moderator")
 
@@ -309,6 +309,106 @@ def audit_verify(ctx: click.Context, run_dirs: tuple[Path, ...], as_json: bool) 
             click.echo(f"{v.run_dir}: intact, {v.lines} lines, head {v.head_sha256} ({start})")
     if not all(v.ok for v in verdicts):
         ctx.exit(AuditChainError.exit_code)
+
+
+REPORT_EXIT_CODE_HELP = _exit_code_help({
+    0: "the report files were written, and every audit log is intact",
+    1: EXIT_CODES[1],
+    2: EXIT_CODES[2] + " (also: a statement of reasons breaks a field rule of the DSA API)",
+    3: "input error: a run folder, its finished manifest.json or its audit.jsonl is missing or unreadable",
+    4: "output error: a report file cannot be written",
+    AuditChainError.exit_code: "the report files were written, but an audit log was changed after its run "
+                               "(the report says which line and how)",
+})
+
+
+@cli.command("report", epilog=REPORT_EXIT_CODE_HELP)
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN_DIR...")
+@click.option("-o", "--out", "html", type=click.Path(path_type=Path), metavar="FILE.html",
+              help="Write the report as one self-contained HTML file (plots embedded; prints and reads on a phone).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), metavar="FILE.json",
+              help="Write the summary as JSON: every number of the report.")
+@click.option("--markdown", type=click.Path(path_type=Path), metavar="FILE.md", help="Write the summary as Markdown.")
+@click.option("--dsa-sor", type=click.Path(path_type=Path), metavar="FILE.jsonl",
+              help="Write one DSA statement of reasons per remove and rewrite decision (JSON lines, the "
+                   "transparency database API's fields; see [report] dsa_* in `moderate config`).")
+@click.option("-c", "--config", "config_file", type=click.Path(path_type=Path),
+              help="Config or job file whose [report] table sets the title, the QA sample and the DSA fields.")
+@click.option("--seed", type=int, help="Seed of the QA sample. [default: [report] seed, 0]")
+@click.option("--qa-per-stratum", type=click.IntRange(1), help="QA sample size per action and reason. [default: 10]")
+@click.option("--title", help="The report's title.")
+@click.pass_context
+def report_command(ctx: click.Context, run_dirs: tuple[Path, ...], html: Path | None, json_path: Path | None,
+                   markdown: Path | None, dsa_sor: Path | None, config_file: Path | None, seed: int | None,
+                   qa_per_stratum: int | None, title: str | None) -> None:
+    """Report on finished runs for compliance: HTML, JSON and Markdown summaries, DSA export.
+
+    Reads each RUN_DIR's manifest.json and audit.jsonl (streaming: logs of millions of lines are
+    fine) and never runs a model. A folder of run folders (a job's output_root) stands for all
+    the finished runs in it. Several runs are ordered by start time and reported together, with
+    the trend per run.
+
+    The report holds counts and shares by action, reason and label; toxicity score
+    distributions; rewrite quality (toxicity before and after, similarity, share sent to
+    review); a stratified random QA sample with a fixed seed (texts only where the run stored
+    them with --audit-text); the policy thresholds; model provenance (ids, hashes, packages);
+    the input files with checksums; and each audit log's hash-chain verification.
+
+    \b
+    Examples:
+      moderate report posts.moderated --out report.html
+      moderate report /srv/moderation/nightly --out month.html --json month.json --markdown month.md
+      moderate report runs/2026-11-2* --dsa-sor statements.jsonl -c jobs/nightly.toml
+    """
+    from moderator import dsa, report
+    from moderator.rundir import write_text_atomic
+
+    if not any((html, json_path, markdown, dsa_sor)):
+        raise click.UsageError("name at least one output: --out FILE.html, --json, --markdown or --dsa-sor")
+    _setup_logging(ctx.obj["verbose"], quiet=False)
+    with _errors(ctx):
+        config = JobConfig.load(config_file, _overrides(report={"seed": seed, "qa_per_stratum": qa_per_stratum,
+                                                                "title": title}), job_file=True)
+        settings, mode = config.report, config.output.file_permissions
+        runs = report.expand_runs(list(run_dirs))
+        outputs = [p for p in (html, json_path, markdown) if p is not None]
+        for path in [*outputs, *([dsa_sor] if dsa_sor else [])]:
+            if not path.parent.is_dir():
+                raise OutputError(f"{path}: its folder {path.parent} does not exist")
+        summary = None
+        if outputs:
+            summary = report.summarize(runs, settings)
+            for path, render in ((html, report.render_html), (json_path, report.render_json),
+                                 (markdown, report.render_markdown)):
+                if path is not None:
+                    try:
+                        write_text_atomic(path, render(summary), mode)
+                    except OSError as exc:
+                        raise OutputError(f"{path}: cannot write ({exc.strerror})") from None
+                    click.echo(f"wrote {path}", err=True)
+        if dsa_sor is not None:
+            try:
+                exported = dsa.export(runs, settings, dsa_sor, mode)
+            except OSError as exc:
+                raise OutputError(f"{dsa_sor}: cannot write ({exc.strerror})") from None
+            carried = f"; {exported.carried_over} carried-over decisions skipped (exported by their first run)" \
+                if exported.carried_over else ""
+            click.echo(f"wrote {dsa_sor}: {exported.statements} statements of reasons "
+                       f"({', '.join(f'{a} {n}' for a, n in sorted(exported.by_action.items())) or 'none'}){carried}",
+                       err=True)
+            if exported.undated:
+                click.echo(f"Warning: {exported.undated} statements have content_date = the decision's date: "
+                           "set [report] dsa_content_date_column to the input column holding each post's date",
+                           err=True)
+    if summary is not None:
+        t = summary["totals"]
+        click.echo(f"{len(runs)} run(s), {t['posts']:,} posts: " + ", ".join(
+            f"{a} {v['count']:,}" for a, v in t["actions"].items()), err=True)
+        if summary["audit_verified"] is False:
+            for run in summary["runs"]:
+                if not run["audit"]["intact"]:
+                    click.echo(f"Error: {run['path']}: audit log changed: {run['audit']['problem']}", err=True)
+            ctx.exit(AuditChainError.exit_code)
 
 
 @cli.command("config")

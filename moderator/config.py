@@ -262,6 +262,73 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """`moderate report`: the QA sample, and the statements of reasons of `--dsa-sor` (dsa.py)."""
+
+    title: str = _help("the report's title", "Content moderation report")
+    qa_per_stratum: int = _help("decisions drawn per action and reason for the human QA sample", 10)
+    seed: int = _help("seed of the QA sample: the same runs and seed give the same sample", 0)
+    dsa_decision_ground: str = _help(
+        "DSA decision_ground: DECISION_GROUND_INCOMPATIBLE_CONTENT (your terms) or "
+        "DECISION_GROUND_ILLEGAL_CONTENT (then set dsa_legal_ground)", "DECISION_GROUND_INCOMPATIBLE_CONTENT")
+    dsa_incompatible_content_ground: str = _help(
+        "the clause of your terms the decisions rely on (incompatible_content_ground, at most 500 characters)",
+        "Community guidelines: no insulting, abusive or harassing language")
+    dsa_incompatible_content_illegal: str = _help("whether such content is also illegal: Yes or No", "No")
+    dsa_legal_ground: str = _help(
+        "the law relied on, for DECISION_GROUND_ILLEGAL_CONTENT (illegal_content_legal_ground)", "")
+    dsa_explanation: str = _help(
+        "why such content breaks that ground; each statement adds its own facts (scores, thresholds)",
+        "The post contains insulting, abusive or harassing language, which the ground above does not allow.")
+    dsa_decision_ground_reference_url: str = _help("URL of the terms or law relied on; empty: not sent", "")
+    dsa_category: str = _help("DSA category of the decisions", "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH")
+    dsa_category_specification: tuple[str, ...] = _help(
+        "DSA category_specification keywords, e.g. [\"KEYWORD_ONLINE_BULLYING_INTIMIDATION\"]; empty: not sent",
+        default_factory=tuple)
+    dsa_visibility_other_rewrite: str = _help(
+        "decision_visibility_other of rewrite decisions (the API has no value for 'replaced by a rewrite')",
+        "The post is shown only in an automatically rewritten form without the toxic language.")
+    dsa_territorial_scope: tuple[str, ...] = _help(
+        "countries where the decisions apply (EU/EEA codes); empty: not sent", default_factory=tuple)
+    dsa_content_language: str = _help("ISO 639-1 language of the posts, upper case; empty: not sent", "EN")
+    dsa_source_type: str = _help("how the content was found: SOURCE_VOLUNTARY (own initiative), ...",
+                                 "SOURCE_VOLUNTARY")
+    dsa_automated_decision: str = _help(
+        "AUTOMATED_DECISION_FULLY (applied without a human), _PARTIALLY or _NOT_AUTOMATED",
+        "AUTOMATED_DECISION_FULLY")
+    dsa_puid_prefix: str = _help("prefix of every puid (letters, digits, - and _), e.g. your platform's name", "")
+    dsa_content_date_column: str = _help(
+        "column of the input holding each post's date (ISO date or timestamp) for content_date; empty: "
+        "content_date is the decision's date", "")
+
+    def __post_init__(self) -> None:
+        from moderator import dsa
+
+        _check_positive("report", qa_per_stratum=self.qa_per_stratum)
+        _check_choice("report", "dsa_decision_ground", self.dsa_decision_ground, dsa.DECISION_GROUNDS)
+        _check_choice("report", "dsa_incompatible_content_illegal", self.dsa_incompatible_content_illegal, dsa.YES_NO)
+        _check_choice("report", "dsa_category", self.dsa_category, dsa.CATEGORIES)
+        _check_choice("report", "dsa_source_type", self.dsa_source_type, dsa.SOURCE_TYPES)
+        _check_choice("report", "dsa_automated_decision", self.dsa_automated_decision, dsa.AUTOMATED_DECISIONS)
+        if self.dsa_content_language:
+            _check_choice("report", "dsa_content_language", self.dsa_content_language, dsa.LANGUAGES)
+        for name, allowed in (("dsa_category_specification", dsa.KEYWORDS), ("dsa_territorial_scope", dsa.EEA_COUNTRIES)):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+            for value in getattr(self, name):
+                _check_choice("report", name, value, allowed)
+        if self.dsa_decision_ground == "DECISION_GROUND_ILLEGAL_CONTENT" and not self.dsa_legal_ground:
+            raise ConfigError("[report] dsa_decision_ground = DECISION_GROUND_ILLEGAL_CONTENT needs dsa_legal_ground "
+                              "(the law relied on)")
+        if self.dsa_puid_prefix and not dsa.PUID.fullmatch(self.dsa_puid_prefix):
+            raise ConfigError("[report] dsa_puid_prefix may hold only letters, digits, '-' and '_'")
+        for name, limit in (("dsa_incompatible_content_ground", 500), ("dsa_legal_ground", 500),
+                            ("dsa_visibility_other_rewrite", 500), ("dsa_decision_ground_reference_url", 500),
+                            ("dsa_explanation", 1000)):
+            if len(getattr(self, name)) > limit:
+                raise ConfigError(f"[report] {name} is longer than {limit} characters")
+
+
+@dataclass(frozen=True)
 class JobConfig:
     input: InputConfig = field(default_factory=InputConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -271,13 +338,19 @@ class JobConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> JobConfig:
-        """Defaults, then the TOML file at `path` (if any), then `overrides` ({section: {key: value}})."""
+    def load(cls, path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+             job_file: bool = False) -> JobConfig:
+        """Defaults, then the TOML file at `path` (if any), then `overrides` ({section: {key: value}}).
+        With `job_file`, the file may be a job file: its [job] table is left aside."""
         config = cls()
         if path is not None:
-            config = config.merged(read_toml(Path(path)), source=str(path))
+            layer = read_toml(Path(path))
+            if job_file:
+                layer.pop("job", None)
+            config = config.merged(layer, source=str(path))
         if overrides:
             config = config.merged(overrides, source="command line")
         return config

@@ -55,7 +55,12 @@ def default_output(specs: list[str]) -> Path:
 
 
 def write_json_atomic(path: Path, obj: Any, file_mode: int = PRIVATE) -> None:
-    """Write JSON to a temporary file in the same folder, fsync it, then rename it into place.
+    """Write JSON atomically (see `write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n", file_mode)
+
+
+def write_text_atomic(path: Path, text: str, file_mode: int = PRIVATE) -> None:
+    """Write text to a temporary file in the same folder, fsync it, then rename it into place.
 
     The file gets `file_mode` like every other file of the run (mkstemp creates it owner-only).
     """
@@ -63,8 +68,7 @@ def write_json_atomic(path: Path, obj: Any, file_mode: int = PRIVATE) -> None:
     try:
         os.fchmod(fd, file_mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, indent=2, ensure_ascii=False, default=json_default)
-            handle.write("\n")
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
