@@ -323,6 +323,8 @@ def summarize(run_dirs: list[Path], settings: Any, verify: bool = True) -> dict[
             "manifest_counts": recorded,
             "tally": tally.to_dict(),
         })
+    for run in runs:
+        run["audit"].setdefault("continues_previous", False)
     for before, after in zip(runs, runs[1:]):
         after["audit"]["continues_previous"] = (
             after["audit"].get("chain_from") is not None

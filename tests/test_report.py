@@ -391,3 +391,16 @@ def test_a_job_file_sets_the_report_settings(nights, tmp_path):
     assert invoke(*map(str, nights), "--json", str(out), "-c", str(job), "--seed", "3").exit_code == 0
     summary = json.loads(out.read_text())
     assert summary["report"]["title"] == "Forum moderation: nightly report" and summary["qa_sample"]["seed"] == 3
+
+
+def test_a_run_whose_log_is_missing_is_reported_not_crashed(nights, tmp_path):
+    copy = tmp_path / "2026-11-22"
+    shutil.copytree(nights[1], copy)  # continues night 1, which is not part of this report
+    (copy / "audit.jsonl").unlink()
+    out = tmp_path / "r.html"
+    result = invoke(str(copy), "--out", str(out))
+    assert result.exit_code == 3 and "audit.jsonl: missing" in result.output and not out.exists()
+    intact = tmp_path / "intact"
+    shutil.copytree(nights[1], intact)
+    assert invoke(str(intact), "--out", str(out)).exit_code == 0
+    assert "continues run" in out.read_text()
