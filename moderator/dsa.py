@@ -363,49 +363,37 @@ def export(run_dirs: list[Any], settings: Any, path: Any, file_mode: int = 0o600
     (ConfigError naming the field: the [report] settings produced it), leaving no file behind.
     """
     import json
-    import os
-    import tempfile
 
     from moderator.errors import ConfigError, InputError
     from moderator.report import audit_lines
-    from moderator.rundir import AUDIT, RunDir
+    from moderator.rundir import AUDIT, RunDir, atomic_file
 
     result = Export()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, file_mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for run_dir in run_dirs:
-                manifest = RunDir(run_dir).finished() or {}
-                classifier = ((manifest.get("models") or {}).get("classifier") or {}).get("sha256")
-                dates = content_dates(run_dir, settings.dsa_content_date_column) if settings.dsa_content_date_column else None
-                for line in audit_lines(run_dir / AUDIT):
-                    action = line.get("action")
-                    content_date = None
-                    if dates is not None and action != "quarantine":
-                        post_id, content_date = next(dates, (None, None))
-                        if post_id != line.get("id"):
-                            raise InputError(f"{run_dir}: the output's rows do not follow its audit log (post "
-                                             f"{line.get('id')!r} in the log, {post_id!r} in the output)")
-                    if action not in ("remove", "rewrite"):
-                        continue
-                    if line.get("carried_from"):
-                        result.carried_over += 1
-                        continue
-                    sor = statement(line, settings, classifier, content_date)
-                    problems = validate(sor)
-                    if problems:
-                        raise ConfigError(f"statement of reasons for post {line.get('id')!r} of {run_dir}: "
-                                          f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-                    result.undated += content_date is None
-                    out.write(json.dumps(sor, ensure_ascii=False) + "\n")
-                    result.statements += 1
-                    result.by_action[action] = result.by_action.get(action, 0) + 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(path, file_mode) as out:
+        for run_dir in run_dirs:
+            manifest = RunDir(run_dir).finished() or {}
+            classifier = ((manifest.get("models") or {}).get("classifier") or {}).get("sha256")
+            dates = content_dates(run_dir, settings.dsa_content_date_column) if settings.dsa_content_date_column else None
+            for line in audit_lines(run_dir / AUDIT):
+                action = line.get("action")
+                content_date = None
+                if dates is not None and action != "quarantine":
+                    post_id, content_date = next(dates, (None, None))
+                    if post_id != line.get("id"):
+                        raise InputError(f"{run_dir}: the output's rows do not follow its audit log (post "
+                                         f"{line.get('id')!r} in the log, {post_id!r} in the output)")
+                if action not in ("remove", "rewrite"):
+                    continue
+                if line.get("carried_from"):
+                    result.carried_over += 1
+                    continue
+                sor = statement(line, settings, classifier, content_date)
+                problems = validate(sor)
+                if problems:
+                    raise ConfigError(f"statement of reasons for post {line.get('id')!r} of {run_dir}: "
+                                      f"{problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+                result.undated += content_date is None
+                out.write(json.dumps(sor, ensure_ascii=False) + "\n")
+                result.statements += 1
+                result.by_action[action] = result.by_action.get(action, 0) + 1
     return result

@@ -17,13 +17,15 @@ Files are created with the run's file mode and folders with the matching folder 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from moderator.errors import ConfigError, OutputError
 from moderator.readers import JSONL_SUFFIXES, PARQUET_SUFFIXES, STDIN, _glob_root
@@ -60,7 +62,15 @@ def write_json_atomic(path: Path, obj: Any, file_mode: int = PRIVATE) -> None:
 
 
 def write_text_atomic(path: Path, text: str, file_mode: int = PRIVATE) -> None:
-    """Write text to a temporary file in the same folder, fsync it, then rename it into place.
+    """Write text to `path` atomically (see `atomic_file`)."""
+    with atomic_file(path, file_mode) as handle:
+        handle.write(text)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, file_mode: int = PRIVATE) -> Iterator[TextIO]:
+    """A text file written to a temporary name in the same folder, fsynced and renamed to `path`
+    when the block ends; removed if the block raises, so `path` is whole or untouched.
 
     The file gets `file_mode` like every other file of the run (mkstemp creates it owner-only).
     """
@@ -68,7 +78,7 @@ def write_text_atomic(path: Path, text: str, file_mode: int = PRIVATE) -> None:
     try:
         os.fchmod(fd, file_mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -404,3 +404,19 @@ def test_a_run_whose_log_is_missing_is_reported_not_crashed(nights, tmp_path):
     shutil.copytree(nights[1], intact)
     assert invoke(str(intact), "--out", str(out)).exit_code == 0
     assert "continues run" in out.read_text()
+
+
+def test_an_invalid_statement_stops_the_export_and_leaves_no_file(tiny, hf_models, tmp_path):
+    corpus = write_parquet(tmp_path / "old.parquet", {"id": ["a", "b"], "text": POSTS[:2],
+                                                      "created": ["1999-12-31T23:00:00Z", "2026-11-01"]})
+    config = tiny_config(tiny, policy={"rewrite_threshold": 0.0, "remove_threshold": 0.0})
+    run = run_pipeline(config, [str(corpus)], tmp_path / "run", models=hf_models)
+    job = tmp_path / "job.toml"
+    job.write_text('[report]\ndsa_content_date_column = "created"\n')
+    out = tmp_path / "sor.jsonl"
+    result = invoke(str(run.path), "--dsa-sor", str(out), "-c", str(job))
+    assert result.exit_code == 2 and "post 'a'" in result.output and "content_date: 1999-12-31 is outside" in result.output
+    assert not out.exists() and not list(tmp_path.glob(".sor.jsonl.*"))
+    job.write_text('[report]\ndsa_content_date_column = "posted"\n')
+    result = invoke(str(run.path), "--dsa-sor", str(out), "-c", str(job))
+    assert result.exit_code == 3 and "has no column 'posted'" in result.output
