@@ -136,6 +136,8 @@ def trend(summary: dict[str, Any]) -> Plot:
     x = list(range(len(points)))
     for action in ("rewrite", "review", "remove", "quarantine"):
         axes.plot(x, [100 * p["shares"][action] for p in points], marker="o", color=COLORS[action], label=action)
+    top = max([100 * p["shares"][a] for p in points for a in ("rewrite", "review", "remove", "quarantine")] + [1.0])
+    axes.set_ylim(0, top * 1.15)
     axes.set_ylabel("share of posts (%)")
     axes.set_xticks(x, labels, rotation=30 if len(points) > 4 else 0, ha="right" if len(points) > 4 else "center",
                     fontsize=8)
@@ -144,9 +146,9 @@ def trend(summary: dict[str, Any]) -> Plot:
     volume.set_ylabel("posts")
     axes.set_zorder(volume.get_zorder() + 1)
     axes.patch.set_visible(False)
-    axes.legend(fontsize=8, frameon=False, ncols=4, loc="upper left")
+    axes.legend(fontsize=8, frameon=False, ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     if len(points) == 1:
-        axes.set_title("one run: the trend needs several", fontsize=8, color="#555555")
+        axes.set_xlabel("one run: the trend needs several", fontsize=8, color="#555555")
     alt = "Per run: " + "; ".join(
         f"{p['label']}: {p['posts']:,} posts, rewrite {100 * p['shares']['rewrite']:.1f}%, "
         f"remove {100 * p['shares']['remove']:.1f}%" for p in points)
