@@ -4,7 +4,11 @@
 
 Rewrites the first N ParaDetox dev sentences with each engine (greedy, float32 on CPU), each engine in
 its own subprocess so that start-up and peak RSS are its own, and prints sentences/s and generated
-tokens/s (start-up excluded and reported apart), plus how many rewrites the two engines agree on.
+tokens/s (start-up excluded and reported apart), plus how many rewrites each vLLM run shares with the
+transformers engine. `vllm` applies the adapter the way the product does by default
+(`[rewriter] lora_serving = "auto"`: merged on CPUs, a LoRARequest on GPUs); `vllm:request` and
+`vllm:merged` force one way, e.g. --engines vllm:merged,vllm:request,hf. Start-up includes merging
+the adapter the first time (then it is cached) and vLLM's torch.compile of the merged model.
 On a GPU machine, --engines hf --dtype bfloat16 times the transformers path alone.
 """
 
@@ -23,24 +27,26 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
 
-def child(engine: str, sentences: int, adapter: str, dtype: str, batch_size: int, result: Path) -> None:
+def child(spec: str, sentences: int, adapter: str, dtype: str, batch_size: int, result: Path) -> None:
     from moderator import prompts
     from moderator.config import RewriterConfig, RuntimeConfig
     from moderator.rewrite import Rewriter
     from train import data
 
     posts = [p.toxic for p in data.paradetox_pairs(str(DATA)) if p.split == "dev"][:sentences]
+    engine, _, lora_serving = spec.partition(":")
     start = time.perf_counter()
     rewriter = Rewriter(RewriterConfig(adapter=adapter, engine=engine, dtype=dtype, batch_size=batch_size,
-                                       max_new_tokens=64), RuntimeConfig())
+                                       max_new_tokens=64, lora_serving=lora_serving or "auto"), RuntimeConfig())
     startup = time.perf_counter() - start
     rewriter.engine.generate([prompts.build_prompt(p) for p in posts[:4]])  # warm-up
     start = time.perf_counter()
     generations = rewriter.engine.generate([prompts.build_prompt(p) for p in posts])
     seconds = time.perf_counter() - start
     result.write_text(json.dumps({
-        "engine": engine, "sentences": len(posts), "seconds": seconds, "startup_s": startup,
-        "tokens": sum(len(g.token_ids) for g in generations), "texts": [g.text for g in generations],
+        "engine": spec, "lora_serving": getattr(rewriter.engine, "lora_serving", None), "sentences": len(posts),
+        "seconds": seconds, "startup_s": startup, "tokens": sum(len(g.token_ids) for g in generations),
+        "texts": [g.text for g in generations], "token_ids": [list(g.token_ids) for g in generations],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
@@ -49,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument("--adapter", default=str(ROOT / "moderator" / "bundled" / "rewriter"))
-    parser.add_argument("--engines", default="vllm,hf")
+    parser.add_argument("--engines", default="vllm,hf", help="comma-separated: vllm, vllm:request, vllm:merged, hf")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call, transformers engine")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -60,22 +66,29 @@ def main() -> None:
         return child(args.child, args.sentences, args.adapter, args.dtype, args.batch_size, Path(args.result))
     results = {}
     for engine in args.engines.split(","):
-        out = Path("/tmp") / f"moderator-rewrite-bench-{engine}.json"
+        out = Path("/tmp") / f"moderator-rewrite-bench-{engine.replace(':', '-')}.json"
         subprocess.run([sys.executable, __file__, "--child", engine, "--result", str(out), "--sentences",
                         str(args.sentences), "--adapter", args.adapter, "--dtype", args.dtype,
                         "--batch-size", str(args.batch_size)], check=True)
         results[engine] = json.loads(out.read_text())
-    print(f"\n{'engine':<6} {'sentences':>9} {'sentences/s':>11} {'tokens/s':>9} {'start-up s':>10} {'peak RSS MB':>11}")
+    print(f"\n{'engine':<13} {'adapter':<8} {'sentences':>9} {'sentences/s':>11} {'tokens/s':>9} {'start-up s':>10} "
+          f"{'peak RSS MB':>11}")
     for engine, r in results.items():
-        print(f"{engine:<6} {r['sentences']:>9} {r['sentences'] / r['seconds']:>11.2f} {r['tokens'] / r['seconds']:>9.1f} "
-              f"{r['startup_s']:>10.1f} {r['peak_rss_mb']:>11.0f}")
-    if {"vllm", "hf"} <= set(results):
-        speedup = (results["hf"]["seconds"] / results["hf"]["sentences"]) / (results["vllm"]["seconds"] / results["vllm"]["sentences"])
-        same = sum(a == b for a, b in zip(results["vllm"]["texts"], results["hf"]["texts"]))
-        print(f"vLLM is {speedup:.1f}x the transformers engine; identical rewrites: {same}/{len(results['hf']['texts'])}")
+        print(f"{engine:<13} {r['lora_serving'] or 'peft':<8} {r['sentences']:>9} {r['sentences'] / r['seconds']:>11.2f} "
+              f"{r['tokens'] / r['seconds']:>9.1f} {r['startup_s']:>10.1f} {r['peak_rss_mb']:>11.0f}")
+    names = list(results)
+    for i, engine in enumerate(names):
+        for other in names[i + 1:]:
+            a, b = results[engine], results[other]
+            same = sum(x == y for x, y in zip(a["token_ids"], b["token_ids"]))
+            line = f"{engine} vs {other}: token-identical rewrites {same}/{len(a['token_ids'])}"
+            if other == "hf":
+                speedup = (b["seconds"] / b["sentences"]) / (a["seconds"] / a["sentences"])
+                line = f"{engine} ({a['lora_serving']}) is {speedup:.1f}x the transformers engine; " + line
+            print(line)
     if args.json:
-        args.json.write_text(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "texts"} for k, v in results.items()},
-                                        indent=2))
+        summary = {k: {kk: vv for kk, vv in v.items() if kk not in ("texts", "token_ids")} for k, v in results.items()}
+        args.json.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

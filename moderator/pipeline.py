@@ -104,6 +104,7 @@ class Steps:
     models: dict[str, ModelRef | None]
     engine: str | None
     classifier_info: dict[str, Any] = field(default_factory=dict)
+    served_rewriter: dict[str, Any] | None = None  # what vLLM loaded, when it serves the adapter merged
 
 
 def build_steps(config: JobConfig, models: Models) -> Steps:
@@ -120,7 +121,7 @@ def build_steps(config: JobConfig, models: Models) -> Steps:
         ("policy", Policy(config.policy, rewrite_enabled=config.rewriter.enabled)),
     ]
     refs = {"classifier": classifier.model_ref}
-    engine = None
+    engine = served = None
     if config.rewriter.enabled:
         from moderator.verify import Verify
 
@@ -129,6 +130,7 @@ def build_steps(config: JobConfig, models: Models) -> Steps:
         steps += [("rewrite", models.rewriter), ("verify", Verify(config.policy, classifier, models.embedder))]
         refs = models.refs()
         engine = models.rewriter.engine.name
+        served = _served_rewriter(models.rewriter.engine)
     info = {
         "labels": classifier.labels,
         "toxic_labels": [classifier.labels[i] for i in classifier.toxic_index],
@@ -140,7 +142,16 @@ def build_steps(config: JobConfig, models: Models) -> Steps:
             "met_target": models.prefilter.meets_target,
         },
     }
-    return Steps(steps, classifier.labels, refs, engine, info)
+    return Steps(steps, classifier.labels, refs, engine, info, served)
+
+
+def _served_rewriter(engine: Any) -> dict[str, Any] | None:
+    """How the engine applies the adapter, and the merged checkpoint it loaded (base and adapter keep
+    their own entries under `models`; the merged one is derived from them)."""
+    mode = getattr(engine, "lora_serving", None)
+    if mode is None:
+        return None
+    return {"lora_serving": mode, "checkpoint": engine.served.to_dict() if mode == "merged" else None}
 
 
 @dataclass
@@ -312,6 +323,7 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
         "models": {name: (ref.to_dict() if ref else None) for name, ref in steps.models.items()},
         "classifier": steps.classifier_info,
         "engine": steps.engine,
+        "served_rewriter": steps.served_rewriter,
         "device": pick_device(config.runtime.device),
         "packages": package_versions(),
         "host": {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine()},

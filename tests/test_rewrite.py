@@ -1,15 +1,20 @@
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 from conftest import POSTS
 
 from moderator import prompts, records
 from moderator.classify import Classifier
 from moderator.config import ClassifierConfig, PolicyConfig, RewriterConfig, RuntimeConfig
 from moderator.embed import Embedder
-from moderator.engines import HFEngine, lora_int_id
+from moderator.engines import HFEngine, lora_int_id, lora_serving
 from moderator.errors import ModelError
+from moderator.merge import merged_checkpoint
 from moderator.models import resolve
+from moderator.pip_models import MARKER
 from moderator.rewrite import Rewriter, resolve_models
 from moderator.verify import Verify
 
@@ -89,6 +94,38 @@ def test_adapter_alone_names_its_base(tiny):
     base, adapter = resolve_models(RewriterConfig(adapter=str(tiny.adapter)))
     assert base.path == tiny.decoder.resolve() and adapter.path == tiny.adapter.resolve()
     assert 0 < lora_int_id(adapter) < 2**31
+
+
+def test_adapter_is_merged_once_keyed_by_both_hashes_and_gives_the_adapters_outputs(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODERATOR_CACHE", str(tmp_path / "cache"))
+    base, adapter = resolve(str(tiny.decoder), "base"), resolve(str(tiny.adapter), "adapter")
+    merged = merged_checkpoint(base, adapter, torch.float32)
+    assert merged.path.parent == tmp_path / "cache"
+    assert base.sha256[:16] in merged.path.name and adapter.sha256[:16] in merged.path.name
+    provenance = json.loads((merged.path / MARKER).read_text())
+    assert provenance["merged_from"]["base_sha256"] == base.sha256
+    assert provenance["merged_from"]["adapter_sha256"] == adapter.sha256
+    assert provenance["sha256"] == merged.sha256
+    weights = merged.path / "model.safetensors"
+    built = weights.stat().st_mtime_ns
+    assert merged_checkpoint(base, adapter, torch.float32) == merged and weights.stat().st_mtime_ns == built  # reused
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == [merged.path.name]
+
+    # The merged weights decode like base + PeftModel (float32, greedy).
+    config = rewriter_config(tiny, max_new_tokens=16)
+    prompts_ = [prompts.build_prompt(p) for p in POSTS]
+    with_adapter = HFEngine(config, "cpu", base, adapter).generate(prompts_)
+    from_merged = HFEngine(config, "cpu", merged, None).generate(prompts_)
+    assert [g.token_ids for g in from_merged] == [g.token_ids for g in with_adapter]
+
+    weights.write_bytes(b"damaged")  # a damaged cache entry is rebuilt, to the same content
+    assert merged_checkpoint(base, adapter, torch.float32).sha256 == merged.sha256
+
+
+def test_lora_serving_auto_is_request_on_gpus_and_merged_on_cpus():
+    assert lora_serving("auto", "cuda") == "request"
+    assert lora_serving("auto", "cpu") == "merged"
+    assert lora_serving("request", "cpu") == "request" and lora_serving("merged", "cuda") == "merged"
 
 
 def test_embedder_similarity():
