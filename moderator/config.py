@@ -90,7 +90,9 @@ class RuntimeConfig:
     ray_address: str | None = _help(
         'ray executor: the cluster to join ("auto": the one `ray start` runs on this machine, or '
         '"ray://HOST:10001"); unset starts a local Ray for this run', None)
-    ray_score_actors: int = _help("ray executor: actors that read-prepare-classify-decide (CPU)", 1)
+    ray_score_actors: int = _help(
+        "ray executor: actors that prepare, classify and decide (on CPUs); 0 means as many as the cluster's "
+        "CPUs hold once the rewrite actors have theirs", 0)
     ray_rewrite_actors: int = _help(
         "ray executor: actors that rewrite and verify, each with its own engine; 0 means one per GPU of the "
         "cluster (one when it has none)", 0)
@@ -106,7 +108,9 @@ class RuntimeConfig:
         if self.ray_rewrite_actors < 0:
             raise ConfigError(f"[runtime] ray_rewrite_actors = {self.ray_rewrite_actors} must be 0 (one per GPU) "
                               "or more")
-        _check_positive("runtime", ray_score_actors=self.ray_score_actors, ray_cpus_per_actor=self.ray_cpus_per_actor)
+        if self.ray_score_actors < 0:
+            raise ConfigError(f"[runtime] ray_score_actors = {self.ray_score_actors} must be 0 (fill the CPUs) or more")
+        _check_positive("runtime", ray_cpus_per_actor=self.ray_cpus_per_actor)
 
 
 @dataclass(frozen=True)

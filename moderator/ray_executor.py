@@ -236,7 +236,11 @@ def _results(config: JobConfig, files: list[readers.InputFile], model_ids: dict[
     tasks = [{"file": i, "skip": start[1] if i == start[0] else 0} for i in range(start[0], len(files))]
     if not tasks:
         return
-    gpus = int(ray.cluster_resources().get("GPU", 0)) if runtime.device != "cpu" else 0
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if runtime.device != "cpu" else 0
+    rewriters = (runtime.ray_rewrite_actors or max(gpus, 1)) if config.rewriter.enabled else 0
+    free = resources.get("CPU", 1) - rewriters * runtime.ray_cpus_per_actor
+    scorers = runtime.ray_score_actors or max(1, int(free // runtime.ray_cpus_per_actor))
     args = {"config": config, "model_ids": model_ids}
     ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
     # Reading is light: it takes no CPU slot, so that the actors may reserve every core.
@@ -244,14 +248,12 @@ def _results(config: JobConfig, files: list[readers.InputFile], model_ids: dict[
                         batch_format="pyarrow", num_cpus=0)
     pool = ray.data.ActorPoolStrategy
     ds = ds.map_batches(ScoreActor, fn_constructor_kwargs=args, batch_size=1, batch_format="pyarrow",
-                        compute=pool(size=runtime.ray_score_actors), num_cpus=runtime.ray_cpus_per_actor)
-    if config.rewriter.enabled:
-        actors = runtime.ray_rewrite_actors or max(gpus, 1)
+                        compute=pool(size=scorers), num_cpus=runtime.ray_cpus_per_actor)
+    if rewriters:
         ds = ds.map_batches(RewriteActor, fn_constructor_kwargs=args, batch_size=1, batch_format="pyarrow",
-                            compute=pool(size=actors), num_cpus=runtime.ray_cpus_per_actor,
+                            compute=pool(size=rewriters), num_cpus=runtime.ray_cpus_per_actor,
                             num_gpus=1 if gpus else 0)
-        log.info("ray: %d score actor(s), %d rewrite actor(s)%s", runtime.ray_score_actors, actors,
-                 " with one GPU each" if gpus else "")
+    log.info("ray: %d score actor(s), %d rewrite actor(s)%s", scorers, rewriters, " with one GPU each" if gpus else "")
     for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
         yield from table.to_pylist()
 
