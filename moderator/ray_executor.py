@@ -230,6 +230,9 @@ def _results(config: JobConfig, files: list[readers.InputFile], model_ids: dict[
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # rows come back in input order: the audit chain needs it
     context.enable_progress_bars = False
+    # One record batch per Ray block: Ray would otherwise pack a read task's rows into blocks of up to
+    # 128 MiB, and an actor pool spreads blocks, not rows, over its actors (one file: one actor).
+    context.target_max_block_size = 1
     if not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # its start and finish lines, per run
     runtime = config.runtime
