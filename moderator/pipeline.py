@@ -461,16 +461,7 @@ def _read_stage(config: JobConfig, files: list[readers.InputFile], start: tuple[
         skip = start[1] if index == start[0] else 0
         reader = readers.open_reader(item, config.input.batch_size, config.input.text_column, stdin,
                                      config.input.id_column)
-        batches, row = iter(reader), 0
-        while True:
-            t = time.perf_counter()
-            batch = next(batches, None)
-            clock["read"] += time.perf_counter() - t
-            if batch is None:
-                break
-            first, row = row, row + batch.num_rows
-            if row <= skip:
-                continue
+        for first, batch in reader.batches_from(skip, clock):
             fault("read")
             yield _Batch(index, first, skip, batch)
         yield _FileDone(index, {"path": abspath(item), "name": item.name, "format": item.format,

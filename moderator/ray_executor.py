@@ -109,20 +109,14 @@ def read_files(tasks: pa.Table, config: JobConfig, files: list[readers.InputFile
         item = files[index]
         reader = readers.open_reader(item, config.input.batch_size, config.input.text_column, None,
                                      config.input.id_column)
-        batches, row = iter(reader), 0
-        while True:
-            t = time.perf_counter()
-            batch = next(batches, None)
-            elapsed = time.perf_counter() - t
-            if batch is None:
-                break
-            first, row = row, row + batch.num_rows
-            if row <= skip:
-                continue
+        clock: Counter = Counter()
+        for first, batch in reader.batches_from(skip, clock):
+            # The read time since the previous batch went out (batches before `skip` included).
             yield _table([{"file": index, "first": first, "batch": encode(batch), "stats": None,
-                           "timings": json.dumps({"read": elapsed})}])
+                           "timings": json.dumps({"read": clock.pop("read", 0.0)})}])
         stats = {"rows": reader.stats.rows, "size": reader.stats.size, "sha256": reader.stats.sha256}
-        yield _table([{"file": index, "first": row, "batch": None, "stats": json.dumps(stats), "timings": None}])
+        yield _table([{"file": index, "first": reader.stats.rows, "batch": None, "stats": json.dumps(stats),
+                       "timings": None}])
 
 
 class _StepsActor:

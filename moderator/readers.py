@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import re
+import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +207,22 @@ class Reader:
             raise
         except (OSError, EOFError, pa.ArrowException) as exc:
             raise InputError(f"{self.item.path}: cannot read ({_short(exc)}) after {self.stats.rows} rows") from None
+
+    def batches_from(self, skip: int, clock: Counter) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """(first row, batch) for the batches that hold rows from `skip` on, adding the time spent
+        reading to `clock["read"]`. Batches that end before `skip` (done before a checkpoint) are
+        read but not passed on; the batch that holds it is passed on whole, so that it is scored
+        exactly as in an uninterrupted run (see `checkpoint.py`)."""
+        batches, row = iter(self), 0
+        while True:
+            t = time.perf_counter()
+            batch = next(batches, None)
+            clock["read"] += time.perf_counter() - t
+            if batch is None:
+                return
+            first, row = row, row + batch.num_rows
+            if row > skip:
+                yield first, batch
 
     def _batches(self) -> Iterator[pa.RecordBatch]:
         raise NotImplementedError
