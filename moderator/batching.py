@@ -2,6 +2,11 @@
 
 Sorting by length before batching means each batch is padded only to its own longest sequence
 (dynamic padding), which saves most of the arithmetic spent on padding when lengths vary.
+
+A token budget (`max_tokens`: batch size times its longest sequence, the padded tensor's size)
+bounds the memory of one forward pass whatever the input holds: batches of short posts stay
+`size` long, batches of long posts get fewer of them. Without it the peak memory of a run is set by
+the longest posts it happens to meet, and a bigger input meets longer ones.
 """
 
 from __future__ import annotations
@@ -11,10 +16,50 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 
-def length_sorted_chunks(lengths: Sequence[int], size: int, longest_first: bool = False) -> Iterator[np.ndarray]:
-    """Index arrays into the original order, each at most `size` long, grouped by similar length."""
-    order = np.argsort(np.asarray(lengths), kind="stable")
+def length_sorted_chunks(lengths: Sequence[int], size: int, longest_first: bool = False,
+                         max_tokens: int | None = None) -> Iterator[np.ndarray]:
+    """Index arrays into the original order, each at most `size` long and (when `max_tokens` is
+    set) with at most `max_tokens` padded tokens, grouped by similar length. A sequence longer
+    than `max_tokens` on its own still gets a batch of its own."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")
     if longest_first:
         order = order[::-1]
-    for start in range(0, len(order), size):
-        yield order[start:start + size]
+    if max_tokens is None:
+        for start in range(0, len(order), size):
+            yield order[start:start + size]
+        return
+    start = 0
+    while start < len(order):
+        end, longest = start, 0
+        while end < len(order) and end - start < size:
+            longest_with = max(longest, int(lengths[order[end]]))
+            if end > start and (end - start + 1) * longest_with > max_tokens:
+                break
+            longest, end = longest_with, end + 1
+        yield order[start:end]
+        start = end
+
+
+# Padded shapes. On CPUs, bf16 matrix products run through oneDNN, which builds (and keeps, up to
+# 1024 of them) a compiled kernel with its own scratch memory for every new input shape. With
+# dynamic padding every (rows, length) pair is a new shape, so a long run keeps meeting new ones
+# and its memory grows with the input, by hundreds of MB. Rounding rows and lengths up to these
+# steps leaves at most (max rows / ROW_STEP) x (max length / LENGTH_STEP) shapes, which a run
+# meets within its first batches; the padding costs a few percent of arithmetic.
+ROW_STEP = 8
+LENGTH_STEP = 8
+
+
+def round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def padded_chunks(lengths: Sequence[int], size: int, max_tokens: int, max_length: int
+                  ) -> Iterator[tuple[np.ndarray, int, int]]:
+    """Length-sorted batches with their padded shape: (indices, rows, length), where rows >=
+    len(indices) and length >= the longest sequence are rounded up to ROW_STEP and LENGTH_STEP
+    (length at most `max_length`). The token budget counts padded lengths."""
+    padded = [min(round_up(n, LENGTH_STEP), max_length) for n in lengths]
+    for chunk in length_sorted_chunks(padded, size, max_tokens=max_tokens):
+        yield chunk, round_up(len(chunk), ROW_STEP), max(padded[i] for i in chunk)

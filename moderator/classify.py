@@ -3,6 +3,8 @@
 Built once (loads the model), then called per record batch. Posts are tokenized once, sorted by
 length and cut into model batches padded only to their own longest post (dynamic padding), which
 on forum text of mixed lengths does several times less arithmetic than padding to a fixed length.
+A token budget (`max_batch_tokens`) caps each batch's padded size, and rows and lengths are rounded
+up to a few steps so that the CPU kernels see a bounded set of shapes (memory, see batching.py).
 
 Single-label models (softmax): toxicity = the summed probability of the toxic labels.
 Multi-label models (sigmoid per label): toxicity = the highest toxic label's probability.
@@ -19,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from moderator import models, records
-from moderator.batching import length_sorted_chunks
+from moderator.batching import padded_chunks
 from moderator.config import ClassifierConfig, RuntimeConfig
 from moderator.errors import ConfigError, ModelError
 
@@ -128,10 +130,15 @@ class Classifier:
         lengths = [len(f["input_ids"]) for f in features]
         probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         with torch.inference_mode():
-            for chunk in length_sorted_chunks(lengths, self.config.batch_size):
-                batch = self.tokenizer.pad([features[i] for i in chunk], return_tensors="pt")
+            for chunk, rows, length in padded_chunks(lengths, self.config.batch_size,
+                                                     self.config.max_batch_tokens, self.max_length):
+                # Padded to a few fixed shapes (see batching.py); the filler rows are dropped.
+                chunk_features = [features[i] for i in chunk]
+                chunk_features += [chunk_features[-1]] * (rows - len(chunk))
+                batch = self.tokenizer.pad(chunk_features, padding="max_length", max_length=length,
+                                           return_tensors="pt")
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                logits = self.model(**batch).logits.float()
+                logits = self.model(**batch).logits[: len(chunk)].float()
                 p = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
                 probs[chunk] = p.cpu().numpy()
         return probs

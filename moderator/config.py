@@ -88,6 +88,11 @@ class RuntimeConfig:
     queue_depth: int = _help(
         "local executor: record batches that may wait between two stages (read, score, rewrite, write); "
         "0 runs each batch through every step before the next is read", 2)
+    overlap_models: str = _help(
+        "local executor: whether the classifier may score the next batch while the rewriter generates. "
+        "auto: only when the models run on a GPU; on CPUs both use every core, and running them at once "
+        "was slower than taking turns (benchmarks/end_to_end.py). Reading and writing overlap either way",
+        "auto")
     ray_address: str | None = _help(
         'ray executor: the cluster to join ("auto": the one `ray start` runs on this machine, or '
         '"ray://HOST:10001"); unset starts a local Ray for this run', None)
@@ -102,6 +107,7 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         _check_choice("runtime", "device", self.device, DEVICES)
         _check_choice("runtime", "executor", self.executor, EXECUTORS)
+        _check_choice("runtime", "overlap_models", self.overlap_models, ("auto", "on", "off"))
         if self.threads < 0:
             raise ConfigError(f"[runtime] threads = {self.threads} must be 0 (automatic) or more")
         if self.queue_depth < 0:
@@ -128,6 +134,9 @@ class ClassifierConfig:
         "sigmoid per label (true) or softmax over labels (false); unset means: from the model config", None
     )
     batch_size: int = _help("posts per forward pass (posts are sorted by length first)", 64)
+    max_batch_tokens: int = _help(
+        "padded tokens per forward pass (posts times the longest one): batches of long posts get fewer "
+        "posts, so memory does not depend on how long the longest posts of an input are", 4096)
     max_length: int = _help("tokens per post seen by the classifier; longer posts are truncated", 256)
     dtype: str = _help(
         "float32, bfloat16, or auto: bfloat16 on GPUs and on CPUs with native bf16 units (scores within "
@@ -141,7 +150,8 @@ class ClassifierConfig:
     )
 
     def __post_init__(self) -> None:
-        _check_positive("classifier", batch_size=self.batch_size, max_length=self.max_length)
+        _check_positive("classifier", batch_size=self.batch_size, max_length=self.max_length,
+                        max_batch_tokens=self.max_batch_tokens)
         _check_choice("classifier", "dtype", self.dtype, DTYPES)
         _check_choice("classifier", "cascade", self.cascade, CASCADE)
         object.__setattr__(self, "toxic_labels", tuple(self.toxic_labels))

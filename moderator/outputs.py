@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from moderator import records
+from moderator import memory, records
 from moderator.audit import AuditLog
 from moderator.auditchain import ChainStart, ChainWriter
 from moderator.checkpoint import Checkpoint, fault
@@ -100,6 +100,7 @@ class Outputs:
                 self._finished_parts = len(self.parts.parts)
                 fault("shard")
                 self.save_checkpoint((file_index, first_row + end))
+        memory.release()  # the batch is written: what its steps freed goes back to the OS
 
     def _write_rows(self, batch: pa.RecordBatch) -> None:
         self.audit.write(batch)

@@ -54,7 +54,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from moderator import readers
+from moderator import memory, readers
 from moderator.checkpoint import abspath
 from moderator.config import JobConfig
 from moderator.errors import ConfigError, ModelError, ModeratorError
@@ -134,6 +134,7 @@ class _StepsActor:
             clock: Counter = Counter(json.loads(row["timings"] or "{}"))
             batch = apply_steps(self.steps, decode(row["batch"]), clock)
             row["batch"], row["timings"] = encode(batch), json.dumps(clock)
+        memory.release()
         return _table(rows)
 
     @staticmethod

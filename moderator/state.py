@@ -58,7 +58,7 @@ DECISION = {  # stored field -> working column
     "similarity": records.SIMILARITY,
 }
 # Settings that only change speed, never a decision: they are not part of the fingerprint.
-_SPEED_ONLY = {"batch_size", "model", "base", "adapter", "embedder", "engine", "lora_serving", "kv_cache_gib",
+_SPEED_ONLY = {"batch_size", "max_batch_tokens", "model", "base", "adapter", "embedder", "engine", "lora_serving", "kv_cache_gib",
                "gpu_memory_utilization"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (

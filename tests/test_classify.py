@@ -28,6 +28,32 @@ def test_probabilities_do_not_depend_on_batching_or_padding(classifier):
     np.testing.assert_allclose(together.sum(axis=1), 1.0, atol=1e-5)  # softmax
 
 
+def test_token_budget_changes_batching_not_probabilities(tiny, classifier):
+    texts = POSTS + ["short", "a much longer post " * 20, "ok"]
+    budgeted = Classifier(ClassifierConfig(model=str(tiny.classifier), batch_size=64, max_batch_tokens=16),
+                          RuntimeConfig())
+    np.testing.assert_allclose(budgeted.predict(texts), classifier.predict(texts), atol=1e-5)
+
+
+def test_the_model_sees_padded_shapes_only(tiny, monkeypatch):
+    from moderator.batching import LENGTH_STEP, ROW_STEP
+
+    clf = Classifier(ClassifierConfig(model=str(tiny.classifier), batch_size=16, max_batch_tokens=256), RuntimeConfig())
+    shapes = []
+    forward = clf.model.forward
+
+    def spy(**inputs):
+        shapes.append(tuple(inputs["input_ids"].shape))
+        return forward(**inputs)
+
+    monkeypatch.setattr(clf.model, "forward", spy)
+    texts = [" ".join(["word"] * n) for n in (1, 2, 3, 5, 9, 17, 30, 31, 40)] * 3
+    probs = clf.predict(texts)
+    assert shapes and all(rows % ROW_STEP == 0 and length % LENGTH_STEP == 0 for rows, length in shapes)
+    alone = np.concatenate([clf.predict([t]) for t in texts])
+    np.testing.assert_allclose(probs, alone, atol=1e-5)  # filler rows and padding change nothing
+
+
 def test_step_adds_scores_and_skips_quarantined_rows(classifier):
     batch = pa.RecordBatch.from_pydict({records.TEXT: ["hello", None, "you idiot"]})
     out = classifier(batch)
