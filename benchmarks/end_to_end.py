@@ -7,7 +7,9 @@
 For each corpus size (built once by make_corpus.py from ../shared/data under --work, default
 runs/bench/) and each executor, `moderate batch` runs in a fresh subprocess:
 
-- local:      the default local executor (stages overlap in threads, [runtime] queue_depth = 2)
+- local:      the default local executor (stages in threads, [runtime] queue_depth = 2; on a CPU
+              the two models take turns, overlap_models = "auto")
+- overlap:    the same with overlap_models = "on" (classifier and engine may compute at once)
 - sequential: the local executor with queue_depth = 0 (each batch through every step in turn)
 - ray:        --executor ray, on a local Ray that the run starts (every core of this machine)
 
@@ -43,6 +45,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 EXECUTORS = {
     "local": {"runtime": {"executor": "local"}},
+    "overlap": {"runtime": {"executor": "local", "overlap_models": "on"}},
     "sequential": {"runtime": {"executor": "local", "queue_depth": 0}},
     "ray": {"runtime": {"executor": "ray"}},
 }

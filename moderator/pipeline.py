@@ -3,7 +3,7 @@
 `build_steps` builds each step once (that is where models load); `run` drains the readers' record
 batches through the steps into the writers (`outputs.Outputs`). The local executor overlaps the
 stages in threads joined by bounded queues (`[runtime] queue_depth` batches between two stages), so
-the next batches are read and scored while the engine rewrites, and memory stays bounded whatever
+the next batches are read (and, on a GPU, scored) while the engine rewrites, and memory stays bounded whatever
 the input size. The steps are plain callables batch -> batch: the Ray executor
 (`ray_executor.py`, `[runtime] executor = "ray"`) drives the very same objects with Ray Data's
 `map_batches`, and its rows come back here to be written by the same `Outputs`.
@@ -28,14 +28,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ContextManager
 
 import pyarrow as pa
 
 from moderator import __version__, readers, records
 from moderator.auditchain import chain_start
 from moderator.checkpoint import Checkpoint, abspath, fault, identity
-from moderator.config import JobConfig
+from moderator.config import JobConfig, RuntimeConfig
 from moderator.errors import ConfigError, ModeratorError, OutputError
 from moderator.models import ModelRef, pick_device
 from moderator.outputs import Counts, Outputs  # noqa: F401  (Counts: importable from here as before)
@@ -403,7 +403,8 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
 # Each stage handles one batch at a time, in input order, so the output, the audit chain and the
 # checkpoints are exactly those of running every batch through every step in turn; while the
 # engine generates (torch and vLLM release the GIL), the next batches are read and scored and the
-# previous one is written. At most `queue_depth` batches wait between two stages, so memory stays
+# previous one is written. On CPUs the two model stages take turns (`models_overlap`): each
+# already uses every core. At most `queue_depth` batches wait between two stages, so memory stays
 # bounded. An exception travels down the queues behind the batches before it: the batches read
 # before the failure are written (and checkpointed) first, as in a sequential run, then it is raised.
 
@@ -427,9 +428,10 @@ def _drain_local(config: JobConfig, files: list[readers.InputFile], steps: Steps
                  start: tuple[int, int], stdin: BinaryIO | None, outputs: Outputs, timings: Counter,
                  bar: Any) -> None:
     clocks = [Counter() for _ in range(3)]  # one per thread: read, score, rewrite
-    stages = [_score_stage(steps.scoring, carry, clocks[1])]
+    turns = contextlib.nullcontext() if models_overlap(config.runtime) else threading.Lock()
+    stages = [_score_stage(steps.scoring, carry, clocks[1], turns)]
     if steps.rewriting or carry is not None:
-        stages.append(_rewrite_stage(steps.rewriting, carry, clocks[2]))
+        stages.append(_rewrite_stage(steps.rewriting, carry, clocks[2], turns))
     source = _read_stage(config, files, start, stdin, clocks[0])
     try:
         with contextlib.closing(staged(source, stages, config.runtime.queue_depth)) as items:
@@ -445,6 +447,18 @@ def _drain_local(config: JobConfig, files: list[readers.InputFile], steps: Steps
     finally:
         for clock in clocks:
             timings.update(clock)
+
+
+def models_overlap(runtime: RuntimeConfig) -> bool:
+    """Whether the scoring and the rewriting stage may compute at once (`[runtime] overlap_models`).
+
+    On a CPU each model already spreads over every core (torch's and vLLM's thread pools), so two
+    of them at once only take cores from each other: they take turns, and reading and writing
+    still overlap with whichever runs. On a GPU the classifier's CPU-side work and the engine's
+    generation run side by side."""
+    if runtime.overlap_models != "auto":
+        return runtime.overlap_models == "on"
+    return pick_device(runtime.device) != "cpu"
 
 
 def _read_stage(config: JobConfig, files: list[readers.InputFile], start: tuple[int, int],
@@ -468,13 +482,17 @@ def _read_stage(config: JobConfig, files: list[readers.InputFile], start: tuple[
                                 "rows": reader.stats.rows, "size": reader.stats.size, "sha256": reader.stats.sha256})
 
 
-def _score_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter
-                 ) -> Callable[[Any], Any]:
+def _score_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter,
+                 turns: ContextManager) -> Callable[[Any], Any]:
     """Prepare, classify and decide. With a state store, posts that an earlier run decided are set
-    aside after `Prepare` and skip the models."""
+    aside after `Prepare` and skip the models. `turns`: held while computing (see models_overlap)."""
     def score(item: Any) -> Any:
         if isinstance(item, _FileDone):
             return item
+        with turns:
+            return _score(item)
+
+    def _score(item: _Batch) -> _Batch:
         if carry is None:
             item.batch = apply_steps(steps, item.batch, clock)
             return item
@@ -488,15 +506,16 @@ def _score_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: 
     return score
 
 
-def _rewrite_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter
-                   ) -> Callable[[Any], Any]:
+def _rewrite_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter,
+                   turns: ContextManager) -> Callable[[Any], Any]:
     """Rewrite and verify (the engine sees only the rows the policy sent to `rewrite`), then merge
     carried-over posts back in input order."""
     def rewrite(item: Any) -> Any:
         if isinstance(item, _FileDone):
             return item
         if item.batch.num_rows:
-            item.batch = apply_steps(steps, item.batch, clock)
+            with turns:
+                item.batch = apply_steps(steps, item.batch, clock)
         if item.carried is not None:
             t = time.perf_counter()
             item.batch = carry.merge(item.batch, *item.carried)

@@ -292,3 +292,47 @@ def test_only_the_rows_the_policy_flags_reach_the_engine(tiny, hf_models, corpus
     assert 0 < len(prompts_seen) == len(flagged) < len(moderation)
     assert all(m["rewrite"] is not None for m in flagged)
     assert all(m["rewrite"] is None for m in moderation if m not in flagged)
+
+
+def test_on_a_cpu_the_classifier_and_the_engine_take_turns(tiny, hf_models, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from moderator.config import RuntimeConfig
+    from moderator.pipeline import models_overlap
+
+    assert not models_overlap(RuntimeConfig(device="cpu"))  # auto: overlap on GPUs only (none here)
+    assert models_overlap(RuntimeConfig(device="cpu", overlap_models="on"))
+    assert not models_overlap(RuntimeConfig(device="cuda", overlap_models="off"))
+
+    busy, spans = set(), []
+    lock = threading.Lock()
+
+    def timed(name, original):
+        def call(self, *args):
+            with lock:
+                spans.append((name, set(busy)))  # who else was computing when this one started
+                busy.add(name)
+            time.sleep(0.02)  # give the other stage time to start if it may
+            try:
+                return original(self, *args)
+            finally:
+                with lock:
+                    busy.discard(name)
+        return call
+
+    classifier, engine = type(hf_models.classifier), type(hf_models.rewriter.engine)
+    monkeypatch.setattr(classifier, "__call__", timed("classify", classifier.__call__))
+    monkeypatch.setattr(engine, "generate", timed("generate", engine.generate))
+    texts = [f"{POSTS[i % len(POSTS)]} {i}" for i in range(64)]
+    path = write_parquet(tmp_path / "posts.parquet", {"text": texts})
+    overlaps = {}
+    for overlap in ("auto", "on"):
+        spans.clear()
+        config = tiny_config(tiny, runtime={"overlap_models": overlap, "queue_depth": 2}, input={"batch_size": 4},
+                             policy={"rewrite_threshold": 0.0, "remove_threshold": 1.0, "min_similarity": -1.0})
+        run(config, [str(path)], tmp_path / overlap, models=hf_models)
+        assert sum(name == "generate" for name, _ in spans) == 16  # every batch was rewritten
+        overlaps[overlap] = sum(bool(others) for _, others in spans)
+    assert overlaps["auto"] == 0  # the tests run on a CPU: never both at once
+    assert overlaps["on"] > 0
