@@ -147,6 +147,29 @@ def test_cli_executor_ray_with_the_bundled_models_matches_local(ray_cluster, tmp
     assert sum(m["rewrite"] is not None for m in moderation) >= 2  # the toxic posts really were rewritten
 
 
+def test_ray_rewrite_actors_run_a_vllm_engine_each_and_match_a_local_vllm_run(tiny, ray_cluster, tmp_path):
+    """The rewrite actors build vLLM engines (the default engine) in Ray worker processes.
+
+    The adapter is served as a LoRARequest here, which needs no merged checkpoint in the model cache
+    (the Ray workers would otherwise write into the user's cache: the cluster started before this
+    test could point them elsewhere); merged serving is the same engine class (tests/test_vllm.py)."""
+    if importlib.util.find_spec("vllm") is None:
+        if os.environ.get("MODERATOR_REQUIRE_VLLM") == "1":
+            raise RuntimeError("MODERATOR_REQUIRE_VLLM=1 but vLLM is not installed")
+        pytest.skip("vLLM is not installed")
+    inputs = list(map(str, make_inputs(tmp_path / "in")))
+    sections = {"input": {"batch_size": 16}, "output": {"rows_per_shard": 20},
+                "rewriter": {"engine": "vllm", "lora_serving": "request", "dtype": "float32",
+                             "max_model_len": 256, "max_new_tokens": 12},
+                "policy": {"rewrite_threshold": 0.0, "remove_threshold": 1.0, "min_similarity": -1.0,
+                           "max_rewrite_toxicity": 1.0}}  # every post is rewritten
+    local = run(tiny_config(tiny, **sections), inputs, tmp_path / "local")
+    on_ray = run(tiny_config(tiny, **sections, runtime={"executor": "ray"}), inputs, tmp_path / "ray")
+    assert local.manifest["engine"] == on_ray.manifest["engine"] == "vllm"
+    assert local.manifest["counts"]["actions"]["rewrite"] == 63  # 67 rows, 4 quarantined
+    assert_same(on_ray.path, local.path)
+
+
 def test_without_ray_the_executor_is_refused_with_the_fix(tiny, tmp_path, monkeypatch):
     path = write_parquet(tmp_path / "posts.parquet", {"text": POSTS})
     real = importlib.util.find_spec
