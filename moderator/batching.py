@@ -25,16 +25,12 @@ def length_sorted_chunks(lengths: Sequence[int], size: int, longest_first: bool 
     order = np.argsort(lengths, kind="stable")
     if longest_first:
         order = order[::-1]
-    if max_tokens is None:
-        for start in range(0, len(order), size):
-            yield order[start:start + size]
-        return
     start = 0
     while start < len(order):
         end, longest = start, 0
         while end < len(order) and end - start < size:
             longest_with = max(longest, int(lengths[order[end]]))
-            if end > start and (end - start + 1) * longest_with > max_tokens:
+            if max_tokens is not None and end > start and (end - start + 1) * longest_with > max_tokens:
                 break
             longest, end = longest_with, end + 1
         yield order[start:end]
@@ -62,4 +58,4 @@ def padded_chunks(lengths: Sequence[int], size: int, max_tokens: int, max_length
     (length at most `max_length`). The token budget counts padded lengths."""
     padded = [min(round_up(n, LENGTH_STEP), max_length) for n in lengths]
     for chunk in length_sorted_chunks(padded, size, max_tokens=max_tokens):
-        yield chunk, round_up(len(chunk), ROW_STEP), max(padded[i] for i in chunk)
+        yield chunk, round_up(len(chunk), ROW_STEP), padded[chunk[-1]]  # shortest first: the last is the longest

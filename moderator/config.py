@@ -38,6 +38,7 @@ LONG_POSTS = ("review", "truncate")
 CASCADE = ("auto", "on", "off")
 LORA_SERVING = ("auto", "request", "merged")
 EXECUTORS = ("local", "ray")
+OVERLAP_MODELS = ("auto", "on", "off")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -107,7 +108,7 @@ class RuntimeConfig:
     def __post_init__(self) -> None:
         _check_choice("runtime", "device", self.device, DEVICES)
         _check_choice("runtime", "executor", self.executor, EXECUTORS)
-        _check_choice("runtime", "overlap_models", self.overlap_models, ("auto", "on", "off"))
+        _check_choice("runtime", "overlap_models", self.overlap_models, OVERLAP_MODELS)
         if self.threads < 0:
             raise ConfigError(f"[runtime] threads = {self.threads} must be 0 (automatic) or more")
         if self.queue_depth < 0:

@@ -58,8 +58,8 @@ DECISION = {  # stored field -> working column
     "similarity": records.SIMILARITY,
 }
 # Settings that only change speed, never a decision: they are not part of the fingerprint.
-_SPEED_ONLY = {"batch_size", "max_batch_tokens", "model", "base", "adapter", "embedder", "engine", "lora_serving", "kv_cache_gib",
-               "gpu_memory_utilization"}
+_SPEED_ONLY = {"batch_size", "max_batch_tokens", "model", "base", "adapter", "embedder", "engine", "lora_serving",
+               "kv_cache_gib", "gpu_memory_utilization"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     id TEXT PRIMARY KEY,
