@@ -12,6 +12,7 @@ the longest posts it happens to meet, and a bigger input meets longer ones.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,3 +60,16 @@ def padded_chunks(lengths: Sequence[int], size: int, max_tokens: int, max_length
     padded = [min(round_up(n, LENGTH_STEP), max_length) for n in lengths]
     for chunk in length_sorted_chunks(padded, size, max_tokens=max_tokens):
         yield chunk, round_up(len(chunk), ROW_STEP), padded[chunk[-1]]  # shortest first: the last is the longest
+
+
+def padded_batches(tokenizer: Any, encoded: Any, size: int, max_tokens: int, max_length: int
+                   ) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
+    """Model inputs for already tokenized texts (`encoded`, unpadded), in `padded_chunks` shapes:
+    (indices, tensors). The tensors have `round_up(len(indices), ROW_STEP)` rows: the filler rows
+    repeat the chunk's last text, and callers keep only the first len(indices) rows of the output."""
+    features = [{key: encoded[key][i] for key in encoded} for i in range(len(encoded["input_ids"]))]
+    lengths = [len(f["input_ids"]) for f in features]
+    for chunk, rows, length in padded_chunks(lengths, size, max_tokens, max_length):
+        chunk_features = [features[i] for i in chunk]
+        chunk_features += [chunk_features[-1]] * (rows - len(chunk))
+        yield chunk, tokenizer.pad(chunk_features, padding="max_length", max_length=length, return_tensors="pt")

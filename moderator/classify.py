@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from moderator import models, records
-from moderator.batching import padded_chunks
+from moderator.batching import padded_batches
 from moderator.config import ClassifierConfig, RuntimeConfig
 from moderator.errors import ConfigError, ModelError
 
@@ -126,17 +126,10 @@ class Classifier:
         encoded = self.tokenizer(
             [t[:cap] for t in texts], truncation=True, max_length=self.max_length, padding=False
         )
-        features = [{key: encoded[key][i] for key in encoded} for i in range(len(texts))]
-        lengths = [len(f["input_ids"]) for f in features]
         probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         with torch.inference_mode():
-            for chunk, rows, length in padded_chunks(lengths, self.config.batch_size,
-                                                     self.config.max_batch_tokens, self.max_length):
-                # Padded to a few fixed shapes (see batching.py); the filler rows are dropped.
-                chunk_features = [features[i] for i in chunk]
-                chunk_features += [chunk_features[-1]] * (rows - len(chunk))
-                batch = self.tokenizer.pad(chunk_features, padding="max_length", max_length=length,
-                                           return_tensors="pt")
+            for chunk, batch in padded_batches(self.tokenizer, encoded, self.config.batch_size,
+                                               self.config.max_batch_tokens, self.max_length):
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 logits = self.model(**batch).logits[: len(chunk)].float()
                 p = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)

@@ -241,9 +241,14 @@ class VerifyConfig:
         None,
     )
     batch_size: int = _help("sentences per embedding pass", 64)
+    max_batch_tokens: int = _help("padded tokens per embedding pass (see [classifier] max_batch_tokens)", 4096)
+    dtype: str = _help(
+        "float32, bfloat16, or auto: bfloat16 on GPUs and on CPUs with native bf16 units (similarities "
+        "within 0.006 of float32, about 2.7x faster), float32 on other CPUs", "auto")
 
     def __post_init__(self) -> None:
-        _check_positive("verify", batch_size=self.batch_size)
+        _check_positive("verify", batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens)
+        _check_choice("verify", "dtype", self.dtype, DTYPES)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,9 @@ def load_models(config: JobConfig, rewriter: bool = True) -> Models:
     from moderator.rewrite import Rewriter
 
     rewriter_step = Rewriter(config.rewriter, config.runtime)
-    embedder = Embedder(config.verify.embedder, pick_device(config.runtime.device), config.verify.batch_size)
+    verify = config.verify
+    embedder = Embedder(verify.embedder, pick_device(config.runtime.device), verify.batch_size,
+                        dtype=verify.dtype, max_batch_tokens=verify.max_batch_tokens)
     return Models(classifier, rewriter_step, embedder, prefilter)
 
 

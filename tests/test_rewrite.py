@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from conftest import POSTS
+from conftest import POSTS, SHARED_DATA
 
 from moderator import prompts, records
 from moderator.classify import Classifier
@@ -134,6 +134,30 @@ def test_embedder_similarity():
                               ["a cat was sitting on the mat", "the cat sat on the mat", "quarterly tax filing rules"])
     assert sim[1] == pytest.approx(1.0, abs=1e-5)
     assert sim[0] > 0.7 > 0.3 > sim[2]
+
+
+def test_embedder_sees_padded_shapes_and_bfloat16_stays_close_to_float32(monkeypatch):
+    from moderator.batching import LENGTH_STEP, ROW_STEP
+    from train.data import paradetox_pairs
+
+    pairs = [p for p in paradetox_pairs(str(SHARED_DATA)) if p.split == "dev"][:48]
+    first, second = [p.toxic for p in pairs], [p.neutral[0] for p in pairs]
+    exact = Embedder(None, "cpu", dtype="float32", batch_size=16, max_batch_tokens=256)
+    shapes = []
+    forward = exact.model.forward
+
+    def spy(**inputs):
+        shapes.append(tuple(inputs["input_ids"].shape))
+        return forward(**inputs)
+
+    monkeypatch.setattr(exact.model, "forward", spy)
+    reference = exact.similarity(first, second)
+    assert len(set(shapes)) > 1 and all(r % ROW_STEP == 0 and n % LENGTH_STEP == 0 for r, n in shapes)
+    alone = np.array([exact.similarity([a], [b])[0] for a, b in zip(first[:8], second[:8])])
+    np.testing.assert_allclose(reference[:8], alone, atol=1e-5)  # filler rows and padding change nothing
+    fast = Embedder(None, "cpu", dtype="bfloat16")
+    assert fast.model.dtype == torch.bfloat16
+    assert np.abs(fast.similarity(first, second) - reference).max() < 0.02
 
 
 def test_verify_sends_failed_rewrites_to_review(tiny):
