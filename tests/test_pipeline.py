@@ -294,7 +294,8 @@ def test_only_the_rows_the_policy_flags_reach_the_engine(tiny, hf_models, corpus
     assert all(m["rewrite"] is None for m in moderation if m not in flagged)
 
 
-def test_on_a_cpu_the_classifier_and_the_engine_take_turns(tiny, hf_models, tmp_path, monkeypatch):
+def test_on_a_cpu_the_classifier_and_the_engine_take_turns_in_the_callers_thread(tiny, hf_models, tmp_path,
+                                                                                   monkeypatch):
     import threading
     import time
 
@@ -311,7 +312,7 @@ def test_on_a_cpu_the_classifier_and_the_engine_take_turns(tiny, hf_models, tmp_
     def timed(name, original):
         def call(self, *args):
             with lock:
-                spans.append((name, set(busy)))  # who else was computing when this one started
+                spans.append((name, set(busy), threading.get_ident()))  # who else was computing, and where
                 busy.add(name)
             time.sleep(0.02)  # give the other stage time to start if it may
             try:
@@ -326,13 +327,15 @@ def test_on_a_cpu_the_classifier_and_the_engine_take_turns(tiny, hf_models, tmp_
     monkeypatch.setattr(engine, "generate", timed("generate", engine.generate))
     texts = [f"{POSTS[i % len(POSTS)]} {i}" for i in range(64)]
     path = write_parquet(tmp_path / "posts.parquet", {"text": texts})
-    overlaps = {}
+    overlaps, threads = {}, {}
     for overlap in ("auto", "on"):
         spans.clear()
         config = tiny_config(tiny, runtime={"overlap_models": overlap, "queue_depth": 2}, input={"batch_size": 4},
                              policy={"rewrite_threshold": 0.0, "remove_threshold": 1.0, "min_similarity": -1.0})
         run(config, [str(path)], tmp_path / overlap, models=hf_models)
-        assert sum(name == "generate" for name, _ in spans) == 16  # every batch was rewritten
-        overlaps[overlap] = sum(bool(others) for _, others in spans)
-    assert overlaps["auto"] == 0  # the tests run on a CPU: never both at once
-    assert overlaps["on"] > 0
+        assert sum(name == "generate" for name, _, _ in spans) == 16  # every batch was rewritten
+        overlaps[overlap] = sum(bool(others) for _, others, _ in spans)
+        threads[overlap] = {thread for _, _, thread in spans}
+    # The tests run on a CPU: never both at once, in the thread that loaded the models (this one).
+    assert overlaps["auto"] == 0 and threads["auto"] == {threading.get_ident()}
+    assert overlaps["on"] > 0 and threading.get_ident() not in threads["on"] and len(threads["on"]) == 2

@@ -36,12 +36,16 @@ VOLATILE = ("run_id", "time", "prev_sha256")  # audit fields that differ between
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
     import ray
 
-    ray_executor.connect(JobConfig(), num_cpus=2, object_store_memory=256 * 1024**2)
-    yield ray
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as patch:
+        # The local cluster's workers inherit this: what they cache (merged checkpoints of the test
+        # models, converted pip models) goes to a temporary folder, not the user's model cache.
+        patch.setenv("MODERATOR_CACHE", str(tmp_path_factory.mktemp("cache")))
+        ray_executor.connect(JobConfig(), num_cpus=2, object_store_memory=256 * 1024**2)
+        yield ray
+        ray.shutdown()
 
 
 def make_inputs(folder: Path) -> list[Path]:
@@ -147,25 +151,28 @@ def test_cli_executor_ray_with_the_bundled_models_matches_local(ray_cluster, tmp
     assert sum(m["rewrite"] is not None for m in moderation) >= 2  # the toxic posts really were rewritten
 
 
-def test_ray_rewrite_actors_run_a_vllm_engine_each_and_match_a_local_vllm_run(tiny, ray_cluster, tmp_path):
-    """The rewrite actors build vLLM engines (the default engine) in Ray worker processes.
-
-    The adapter is served as a LoRARequest here, which needs no merged checkpoint in the model cache
-    (the Ray workers would otherwise write into the user's cache: the cluster started before this
-    test could point them elsewhere); merged serving is the same engine class (tests/test_vllm.py)."""
+@pytest.mark.parametrize("serving", ["request", "merged"])
+def test_ray_rewrite_actors_run_a_vllm_engine_each_and_match_a_local_vllm_run(tiny, ray_cluster, tmp_path, serving):
+    """The rewrite actors build vLLM engines (the default engine) in Ray worker processes, with the
+    adapter as a LoRARequest (the GPU default) or merged into a cached checkpoint (the CPU default)."""
     if importlib.util.find_spec("vllm") is None:
         if os.environ.get("MODERATOR_REQUIRE_VLLM") == "1":
             raise RuntimeError("MODERATOR_REQUIRE_VLLM=1 but vLLM is not installed")
         pytest.skip("vLLM is not installed")
     inputs = list(map(str, make_inputs(tmp_path / "in")))
     sections = {"input": {"batch_size": 16}, "output": {"rows_per_shard": 20},
-                "rewriter": {"engine": "vllm", "lora_serving": "request", "dtype": "float32",
+                "rewriter": {"engine": "vllm", "lora_serving": serving, "dtype": "float32",
                              "max_model_len": 256, "max_new_tokens": 12},
                 "policy": {"rewrite_threshold": 0.0, "remove_threshold": 1.0, "min_similarity": -1.0,
                            "max_rewrite_toxicity": 1.0}}  # every post is rewritten
-    local = run(tiny_config(tiny, **sections), inputs, tmp_path / "local")
+    cache = Path(os.environ["MODERATOR_CACHE"])  # the cluster's (see ray_cluster)
+    before = set(cache.rglob("merged-*"))
     on_ray = run(tiny_config(tiny, **sections, runtime={"executor": "ray"}), inputs, tmp_path / "ray")
+    if serving == "merged":  # an actor merged base and adapter (first), into the cluster's cache
+        assert set(cache.rglob("merged-*")) - before
+    local = run(tiny_config(tiny, **sections), inputs, tmp_path / "local")
     assert local.manifest["engine"] == on_ray.manifest["engine"] == "vllm"
+    assert local.manifest["served_rewriter"]["lora_serving"] == serving
     assert local.manifest["counts"]["actions"]["rewrite"] == 63  # 67 rows, 4 quarantined
     assert_same(on_ray.path, local.path)
 
