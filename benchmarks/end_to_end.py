@@ -7,9 +7,10 @@
 For each corpus size (built once by make_corpus.py from ../shared/data under --work, default
 runs/bench/) and each executor, `moderate batch` runs in a fresh subprocess:
 
-- local:      the default local executor (stages in threads, [runtime] queue_depth = 2; on a CPU
-              the two models take turns, overlap_models = "auto")
-- overlap:    the same with overlap_models = "on" (classifier and engine may compute at once)
+- local:      the default local executor (reading in a thread, [runtime] queue_depth = 2; on a CPU
+              the two models take turns in the main thread, overlap_models = "auto")
+- overlap:    the same with overlap_models = "on" (scoring and rewriting in threads of their own,
+              classifier and engine may compute at once)
 - sequential: the local executor with queue_depth = 0 (each batch through every step in turn)
 - ray:        --executor ray, on a local Ray that the run starts (every core of this machine)
 

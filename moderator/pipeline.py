@@ -407,9 +407,9 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
 # checkpoints are exactly those of running every batch through every step in turn. On a GPU, while
 # the engine generates (torch and vLLM release the GIL), the next batches are read and scored and
 # the previous one is written. On a CPU both models already use every core, so they take turns
-# (`models_overlap`), in the caller's thread: the one that loaded them, where vLLM-CPU bound its
-# OpenMP threads to the cores (the engine measured ~8% slower called from another thread);
-# reading still runs ahead. At most `queue_depth` batches wait between two stages, so memory stays
+# (`models_overlap`), in the caller's thread: the one that loaded them (called from another
+# thread, vLLM-CPU's engine generated 7-14% slower; it binds OpenMP threads to cores in the thread
+# that starts it, which we suspect but did not prove is the cause); reading still runs ahead. At most `queue_depth` batches wait between two stages, so memory stays
 # bounded. An exception travels down the queues behind the batches before it: the batches read
 # before the failure are written (and checkpointed) first, as in a sequential run, then it is raised.
 

@@ -108,3 +108,16 @@ def read_output(run_dir: Path) -> pa.Table:
 
 def read_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def record_shapes(monkeypatch: pytest.MonkeyPatch, model) -> list[tuple[int, ...]]:
+    """The input_ids shapes `model` is called with from now on (for the padded-shape tests)."""
+    shapes: list[tuple[int, ...]] = []
+    forward = model.forward
+
+    def spy(**inputs):
+        shapes.append(tuple(inputs["input_ids"].shape))
+        return forward(**inputs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    return shapes

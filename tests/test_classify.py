@@ -1,7 +1,7 @@
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import POSTS
+from conftest import POSTS, record_shapes
 
 from moderator import records
 from moderator.classify import Classifier
@@ -39,14 +39,7 @@ def test_the_model_sees_padded_shapes_only(tiny, monkeypatch):
     from moderator.batching import LENGTH_STEP, ROW_STEP
 
     clf = Classifier(ClassifierConfig(model=str(tiny.classifier), batch_size=16, max_batch_tokens=256), RuntimeConfig())
-    shapes = []
-    forward = clf.model.forward
-
-    def spy(**inputs):
-        shapes.append(tuple(inputs["input_ids"].shape))
-        return forward(**inputs)
-
-    monkeypatch.setattr(clf.model, "forward", spy)
+    shapes = record_shapes(monkeypatch, clf.model)
     texts = [" ".join(["word"] * n) for n in (1, 2, 3, 5, 9, 17, 30, 31, 40)] * 3
     probs = clf.predict(texts)
     assert shapes and all(rows % ROW_STEP == 0 and length % LENGTH_STEP == 0 for rows, length in shapes)

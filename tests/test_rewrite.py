@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-from conftest import POSTS, SHARED_DATA
+from conftest import POSTS, SHARED_DATA, record_shapes
 
 from moderator import prompts, records
 from moderator.classify import Classifier
@@ -143,14 +143,7 @@ def test_embedder_sees_padded_shapes_and_bfloat16_stays_close_to_float32(monkeyp
     pairs = [p for p in paradetox_pairs(str(SHARED_DATA)) if p.split == "dev"][:48]
     first, second = [p.toxic for p in pairs], [p.neutral[0] for p in pairs]
     exact = Embedder(None, "cpu", dtype="float32", batch_size=16, max_batch_tokens=256)
-    shapes = []
-    forward = exact.model.forward
-
-    def spy(**inputs):
-        shapes.append(tuple(inputs["input_ids"].shape))
-        return forward(**inputs)
-
-    monkeypatch.setattr(exact.model, "forward", spy)
+    shapes = record_shapes(monkeypatch, exact.model)
     reference = exact.similarity(first, second)
     assert len(set(shapes)) > 1 and all(r % ROW_STEP == 0 and n % LENGTH_STEP == 0 for r, n in shapes)
     alone = np.array([exact.similarity([a], [b])[0] for a, b in zip(first[:8], second[:8])])
