@@ -166,11 +166,23 @@ def pick_dtype(setting: str, device: str, cpu_bf16: bool = False):  # -> torch.d
     return getattr(torch, setting)
 
 
-def cpu_has_bf16() -> bool:
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 AVX512-BF16 and AMX; Arm's BF16 extension
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bfloat16 natively. oneDNN's own check (`_is_mkldnn_bf16_supported`)
+    also says yes on plain AVX-512, where it emulates bf16: there the classifier ran 45 posts/s in
+    bfloat16 against 110 in float32 (a 2-core Xeon with AVX-512 but not AVX512-BF16). So the CPU's
+    flags decide; where they cannot be read (not Linux), float32."""
     import torch
 
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        flags = {flag for line in cpuinfo.read_text().splitlines()
+                 if line.startswith(("flags", "Features")) for flag in line.partition(":")[2].split()}
+    except OSError:
+        return False
+    try:
+        return bool(flags & NATIVE_BF16_FLAGS) and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 

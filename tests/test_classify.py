@@ -89,3 +89,27 @@ def test_missing_model_is_a_model_error(tmp_path):
 def test_very_long_post_is_truncated_not_fatal(classifier):
     probs = classifier.predict(["word " * 200_000])
     assert probs.shape == (1, 2)
+
+
+@pytest.mark.parametrize(("flags", "native"), [
+    ("flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512_vnni", False),  # AVX-512 only: oneDNN emulates bf16
+    ("flags\t\t: fpu sse2 avx2 avx512f avx512bw avx512vl avx512_bf16", True),
+    ("flags\t\t: fpu avx512f amx_bf16 amx_tile", True),
+    ("Features\t: fp asimd sve bf16 i8mm", True),  # Arm's BF16 extension
+    ("Features\t: fp asimd", False),
+])
+def test_bfloat16_is_picked_on_cpus_with_native_bf16_only(tmp_path, monkeypatch, flags, native):
+    """oneDNN also "supports" bf16 on plain AVX-512 by emulating it (2.4x slower than float32 there):
+    the CPU's own flags decide what `dtype = "auto"` picks."""
+    import torch
+
+    from moderator import models
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\n{flags}\n\nprocessor\t: 1\n{flags}\n")
+    assert models.cpu_has_bf16(cpuinfo) is native
+    assert models.cpu_has_bf16(tmp_path / "missing") is False
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: native)
+    assert models.pick_dtype("auto", "cpu", cpu_bf16=True) == (torch.bfloat16 if native else torch.float32)
+    assert models.pick_dtype("auto", "cpu") == torch.float32
