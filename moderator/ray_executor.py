@@ -32,10 +32,16 @@ The dataset flowing through Ray is one row per moderator record batch:
   handling, written under a temporary name and renamed when whole). Writing is a small share of
   the work (Parquet encoding and one JSON line per post) next to classification and generation,
   so one writer keeps up with many GPU actors; `preserve_order` keeps the input order.
-- **Not supported yet:** standard input (a Ray task cannot read this process's stdin) and a state
-  store (incremental runs look posts up in a local SQLite file); both are refused before anything
-  starts. Checkpoints and resuming work as in a local run: the driver takes them, and a resumed
-  run's read tasks start at the recorded position.
+- **Incremental runs.** With a state store (`[state] path`, a SQLite file on this machine), the
+  score actors set aside the posts an earlier run decided, as a local run does (`pipeline.score_batch`
+  with the same `state.CarryOver`): they look the batch's ids up through one small actor that runs on
+  this process's node and reads the file (SQLite wants its readers on the machine that holds it,
+  not on a network file system), and the carried rows travel beside the scored ones. This process
+  merges them back in input order and stores the new decisions (`pipeline.merge_carried`), just
+  before writing the batch, as the local executor does.
+- **Not supported:** standard input (a Ray task cannot read this process's stdin); refused before
+  anything starts. Checkpoints and resuming work as in a local run: the driver takes them, and a
+  resumed run's read tasks start at the recorded position.
 
 `import ray` happens only here, and only when a run asks for this executor.
 """
@@ -59,6 +65,7 @@ from moderator.checkpoint import abspath
 from moderator.config import JobConfig
 from moderator.errors import ConfigError, ModelError, ModeratorError
 from moderator.outputs import Outputs
+from moderator.state import CarryOver
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,10 @@ SCHEMA = pa.schema([
     pa.field("batch", pa.binary()),  # the record batch, Arrow IPC stream; null: the file is read to the end
     pa.field("stats", pa.string()),  # end of file: rows, size and sha256 as the reader counted them (JSON)
     pa.field("timings", pa.string()),  # seconds per step spent on this batch so far (JSON)
+    # With a state store: the posts an earlier run decided, set aside by the score actor (Arrow IPC),
+    # and where the scored and the carried rows stood in the batch (JSON [scored, carried]).
+    pa.field("carried", pa.binary()),
+    pa.field("positions", pa.string()),
 ])
 
 
@@ -80,9 +91,6 @@ def check(config: JobConfig, files: list[readers.InputFile]) -> None:
     if any(f.is_stdin for f in files):
         raise ConfigError("--executor ray cannot read standard input (its tasks run in other processes); "
                           "write the input to a file, or use --executor local")
-    if config.state.path:
-        raise ConfigError("--executor ray does not support a state store yet ([state] path / --state; in a job "
-                          'file: [job] state = "off"); use --executor local for incremental runs')
 
 
 def encode(batch: pa.RecordBatch) -> bytes:
@@ -125,17 +133,18 @@ class _StepsActor:
     steps: list
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        from moderator.pipeline import apply_steps
-
         rows = table.to_pylist()
         for row in rows:
             if row["batch"] is None:
                 continue
             clock: Counter = Counter(json.loads(row["timings"] or "{}"))
-            batch = apply_steps(self.steps, decode(row["batch"]), clock)
-            row["batch"], row["timings"] = encode(batch), json.dumps(clock)
+            self.process(row, decode(row["batch"]), clock)
+            row["timings"] = json.dumps(clock)
         memory.release()
         return _table(rows)
+
+    def process(self, row: dict[str, Any], batch: pa.RecordBatch, clock: Counter) -> None:
+        raise NotImplementedError
 
     @staticmethod
     def _check(found: dict[str, str | None], expected: dict[str, str | None]) -> None:
@@ -146,14 +155,29 @@ class _StepsActor:
 
 
 class ScoreActor(_StepsActor):
-    """prepare, (prefilter), classify, policy: the classifier loads once per actor."""
+    """prepare, (prefilter), classify, policy: the classifier loads once per actor. With a state
+    store (`carry`: the driver's `CarryOver` settings and the look-up actor), posts an earlier run
+    decided are set aside after prepare and skip the classifier."""
 
-    def __init__(self, config: JobConfig, model_ids: dict[str, str | None]) -> None:
+    def __init__(self, config: JobConfig, model_ids: dict[str, str | None],
+                 carry: dict[str, Any] | None = None) -> None:
         from moderator.pipeline import load_models, scoring_steps
 
         models = load_models(config, rewriter=False)
         self._check({"classifier": models.classifier.model_ref.sha256}, model_ids)
         self.steps = scoring_steps(config, models)
+        self.carry = None if carry is None else CarryOver(
+            _LookupClient(carry["lookup"]), carry["fingerprint"], carry["run_id"], models.classifier.labels,
+            carry["force"])
+
+    def process(self, row: dict[str, Any], batch: pa.RecordBatch, clock: Counter) -> None:
+        from moderator.pipeline import score_batch
+
+        batch, carried = score_batch(self.steps, self.carry, batch, clock)
+        row["batch"] = encode(batch)
+        if carried is not None:
+            rows, scored_at, carried_at = carried
+            row["carried"], row["positions"] = encode(rows), json.dumps([scored_at, carried_at])
 
 
 class RewriteActor(_StepsActor):
@@ -165,6 +189,39 @@ class RewriteActor(_StepsActor):
         models = load_models(config)
         self._check({name: ref.sha256 if ref else None for name, ref in models.refs().items()}, model_ids)
         self.steps = rewriting_steps(config, models)
+
+    def process(self, row: dict[str, Any], batch: pa.RecordBatch, clock: Counter) -> None:
+        from moderator.pipeline import rewrite_batch
+
+        row["batch"] = encode(rewrite_batch(self.steps, batch, clock))
+
+
+class StateLookup:
+    """Ray actor on the driver's node: the run's state store, read for the score actors."""
+
+    def __init__(self, path: str) -> None:
+        from moderator.state import StateStore
+
+        self.store = StateStore(Path(path))
+
+    def lookup(self, ids: list[str]) -> dict[str, tuple[str, str, str, str]]:
+        return self.store.lookup(ids)
+
+
+class _LookupClient:
+    """The store a score actor's `CarryOver` sees: look-ups go to the `StateLookup` actor; decisions
+    are stored by the driver only."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def lookup(self, ids: list[str]) -> dict[str, tuple[str, str, str, str]]:
+        import ray
+
+        return ray.get(self.actor.lookup.remote(ids))
+
+    def store(self, rows: list) -> None:
+        raise RuntimeError("score actors never store decisions: the driver does, when it merges a batch")
 
 
 def connect(config: JobConfig, **init_args: Any) -> bool:
@@ -188,13 +245,17 @@ def connect(config: JobConfig, **init_args: Any) -> bool:
 
 
 def drain(config: JobConfig, files: list[readers.InputFile], model_ids: dict[str, str | None],
-          start: tuple[int, int], outputs: Outputs, timings: Counter, bar: Any) -> None:
-    """Moderate `files` from input position `start` on Ray Data into `outputs`, in input order."""
+          start: tuple[int, int], outputs: Outputs, timings: Counter, bar: Any,
+          carry: CarryOver | None = None) -> None:
+    """Moderate `files` from input position `start` on Ray Data into `outputs`, in input order; with
+    `carry` (a state store), posts decided by an earlier run are carried over."""
     import ray
+
+    from moderator.pipeline import merge_carried
 
     started = connect(config)
     try:
-        for item in _results(config, files, model_ids, start):
+        for item in _results(config, files, model_ids, start, carry):
             if item["batch"] is None:
                 stats = json.loads(item["stats"])
                 outputs.file_done({"path": abspath(files[item["file"]]), "name": files[item["file"]].name,
@@ -202,6 +263,9 @@ def drain(config: JobConfig, files: list[readers.InputFile], model_ids: dict[str
                 continue
             timings.update(json.loads(item["timings"]))
             batch, first = decode(item["batch"]), item["first"]
+            if item["carried"] is not None:
+                scored_at, carried_at = json.loads(item["positions"])
+                batch = merge_carried(carry, batch, (decode(item["carried"]), scored_at, carried_at), timings)
             skip = start[1] if item["file"] == start[0] else 0
             t = time.perf_counter()
             outputs.write(batch.slice(max(skip - first, 0)), item["file"], max(first, skip))
@@ -219,7 +283,7 @@ def drain(config: JobConfig, files: list[readers.InputFile], model_ids: dict[str
 
 
 def _results(config: JobConfig, files: list[readers.InputFile], model_ids: dict[str, str | None],
-             start: tuple[int, int]) -> Iterator[dict[str, Any]]:
+             start: tuple[int, int], carry: CarryOver | None) -> Iterator[dict[str, Any]]:
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -239,21 +303,37 @@ def _results(config: JobConfig, files: list[readers.InputFile], model_ids: dict[
     rewriters = (runtime.ray_rewrite_actors or max(gpus, 1)) if config.rewriter.enabled else 0
     free = resources.get("CPU", 1) - rewriters * runtime.ray_cpus_per_actor
     scorers = runtime.ray_score_actors or max(1, int(free // runtime.ray_cpus_per_actor))
+    lookup = None if carry is None else _start_lookup(carry)
     args = {"config": config, "model_ids": model_ids}
+    carried = None if carry is None else {"lookup": lookup, "fingerprint": carry.fingerprint,
+                                          "run_id": carry.run_id, "force": carry.force}
     ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
     # Reading is light: it takes no CPU slot, so that the actors may reserve every core.
     ds = ds.map_batches(read_files, fn_kwargs={"config": config, "files": files}, batch_size=1,
                         batch_format="pyarrow", num_cpus=0)
     pool = ray.data.ActorPoolStrategy
-    ds = ds.map_batches(ScoreActor, fn_constructor_kwargs=args, batch_size=1, batch_format="pyarrow",
-                        compute=pool(size=scorers), num_cpus=runtime.ray_cpus_per_actor)
+    ds = ds.map_batches(ScoreActor, fn_constructor_kwargs={**args, "carry": carried}, batch_size=1,
+                        batch_format="pyarrow", compute=pool(size=scorers), num_cpus=runtime.ray_cpus_per_actor)
     if rewriters:
         ds = ds.map_batches(RewriteActor, fn_constructor_kwargs=args, batch_size=1, batch_format="pyarrow",
                             compute=pool(size=rewriters), num_cpus=runtime.ray_cpus_per_actor,
                             num_gpus=1 if gpus else 0)
     log.info("ray: %d score actor(s), %d rewrite actor(s)%s", scorers, rewriters, " with one GPU each" if gpus else "")
-    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
-        yield from table.to_pylist()
+    try:
+        for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
+            yield from table.to_pylist()
+    finally:
+        if lookup is not None:
+            ray.kill(lookup)
+
+
+def _start_lookup(carry: CarryOver) -> Any:
+    """The `StateLookup` actor, on this process's node (where the state store's file is)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0, scheduling_strategy=here)(StateLookup).remote(str(carry.store.path))
 
 
 def _cause(exc: BaseException) -> BaseException:
