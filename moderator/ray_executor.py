@@ -323,7 +323,7 @@ def _results(config: JobConfig, files: list[readers.InputFile], model_ids: dict[
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
             yield from table.to_pylist()
     finally:
-        if lookup is not None:
+        if lookup is not None and ray.is_initialized():  # a generator left early is closed later
             ray.kill(lookup)
 
 
