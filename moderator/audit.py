@@ -52,6 +52,8 @@ class AuditLog:
         rewrites = column(records.REWRITE)
         rewrite_toxicity, similarity = column(records.REWRITE_TOXICITY), column(records.SIMILARITY)
         carried_from = column(records.CARRIED_FROM)
+        unrewritable, candidates = column(records.UNREWRITABLE), column(records.CANDIDATES)
+        rewritten_sentences = column(records.REWRITTEN_SENTENCES)
         out = []
         for i in range(batch.num_rows):
             quarantined = quarantine[i] is not None
@@ -70,6 +72,9 @@ class AuditLog:
                 "rewrite_sha256": sha256_text(rewrites[i]),
                 "rewrite_toxicity": _round(rewrite_toxicity[i]),
                 "similarity": _round(similarity[i]),
+                "unrewritable": _round(unrewritable[i]),
+                "candidates": candidates[i],
+                "rewritten_sentences": rewritten_sentences[i],
                 "thresholds": self.thresholds,
                 "models": self.model_ids,
             }

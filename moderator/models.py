@@ -195,7 +195,8 @@ def set_threads(threads: int) -> None:
 
 
 BUNDLED = Path(__file__).parent / "bundled"
-_BUNDLED_FLAGS = {"classifier": "--classifier", "rewriter": "--rewriter-base and --adapter"}
+_BUNDLED_FLAGS = {"classifier": "--classifier", "rewriter": "--rewriter-base and --adapter",
+                  "rewritability": '[policy] rewritability_model (a folder, or "off")'}
 
 
 def bundled(name: str) -> str:

@@ -57,9 +57,12 @@ class Models:
     rewriter: Any = None  # moderator.rewrite.Rewriter, when rewriting is on
     embedder: Any = None  # moderator.embed.Embedder, when rewriting is on
     prefilter: Any = None  # moderator.cascade.Prefilter, when the classifier ships one
+    rewritability: Any = None  # moderator.rewritability.Rewritability, unless [policy] rewritability_model = "off"
 
     def refs(self) -> dict[str, ModelRef | None]:
         refs: dict[str, ModelRef | None] = {"classifier": self.classifier.model_ref}
+        if self.rewritability is not None:
+            refs["rewritability"] = self.rewritability.model_ref
         if self.rewriter is not None:
             refs.update(rewriter_base=self.rewriter.base, adapter=self.rewriter.adapter,
                         embedder=self.embedder.model_ref)
@@ -80,8 +83,9 @@ def load_models(config: JobConfig, rewriter: bool = True) -> Models:
     elif config.classifier.cascade == "on":
         raise ConfigError(f"[classifier] cascade = on, but {classifier.model_ref.ref!r} ships no cascade "
                           "(cascade.json); train one with `python -m train cascade` or set cascade = auto")
+    rewritability = load_rewritability(config)
     if not (config.rewriter.enabled and rewriter):
-        return Models(classifier, prefilter=prefilter)
+        return Models(classifier, prefilter=prefilter, rewritability=rewritability)
     from moderator.embed import Embedder
     from moderator.rewrite import Rewriter
 
@@ -89,7 +93,17 @@ def load_models(config: JobConfig, rewriter: bool = True) -> Models:
     verify = config.verify
     embedder = Embedder(verify.embedder, pick_device(config.runtime.device), verify.batch_size,
                         dtype=verify.dtype, max_batch_tokens=verify.max_batch_tokens)
-    return Models(classifier, rewriter_step, embedder, prefilter)
+    return Models(classifier, rewriter_step, embedder, prefilter, rewritability)
+
+
+def load_rewritability(config: JobConfig):  # type: ignore[no-untyped-def]  # -> Rewritability | None
+    """The model that tells whether a toxic text can be rewritten ([policy] rewritability_model)."""
+    setting = config.policy.rewritability_model
+    if setting == "off":
+        return None
+    from moderator.rewritability import Rewritability
+
+    return Rewritability.load(setting)
 
 
 def cascade_active(config: JobConfig, prefilter: Any) -> bool:
@@ -138,7 +152,7 @@ def scoring_steps(config: JobConfig, models: Models) -> list[tuple[str, Step]]:
         steps.append(("prefilter", models.prefilter))
     return steps + [
         ("classify", models.classifier),
-        ("policy", Policy(config.policy, rewrite_enabled=config.rewriter.enabled)),
+        ("policy", Policy(config.policy, rewrite_enabled=config.rewriter.enabled, rewritability=models.rewritability)),
     ]
 
 
@@ -149,7 +163,11 @@ def rewriting_steps(config: JobConfig, models: Models) -> list[tuple[str, Step]]
 
     if models.rewriter is None:
         raise ValueError("rewriting is on, but the models were loaded without a rewriter")
-    return [("rewrite", models.rewriter), ("verify", Verify(config.policy, models.classifier, models.embedder))]
+    from moderator.policy import unrewritable_threshold
+
+    verify = Verify(config.policy, models.classifier, models.embedder,
+                    unrewritable_threshold(config.policy, models.rewritability))
+    return [("rewrite", models.rewriter), ("verify", verify)]
 
 
 def build_steps(config: JobConfig, models: Models, rewriting: bool = True) -> Steps:
@@ -162,6 +180,8 @@ def build_steps(config: JobConfig, models: Models, rewriting: bool = True) -> St
     classifier = models.classifier
     steps = scoring_steps(config, models)
     refs: dict[str, ModelRef | None] = {"classifier": classifier.model_ref}
+    if models.rewritability is not None:
+        refs["rewritability"] = models.rewritability.model_ref
     engine = served = None  # served: known where the engine runs (not on the Ray driver)
     if config.rewriter.enabled and rewriting:
         steps += rewriting_steps(config, models)
@@ -341,7 +361,7 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
         resume = False
     checkpoint.models = ids
     fmt = output_format(config, files)
-    thresholds = {k: float(v) for k, v in vars(config.policy).items()}
+    thresholds = config.policy.thresholds
     outputs = Outputs(rundir.staging, fmt, config.output.rows_per_shard, config.output.compression,
                       config.output.file_permissions,
                       (chain, checkpoint.run_id, thresholds, ids, config.output.audit_text),

@@ -1,12 +1,24 @@
-"""Policy: map toxicity scores to actions, each with one reason code.
+"""Policy: rewrite first. Decide each post's action from its toxicity and from whether it can be rewritten.
 
-    toxicity <  rewrite_threshold               -> allow   (below_rewrite_threshold)
-    rewrite_threshold <= toxicity < remove      -> rewrite (above_rewrite_threshold)
-                                                   or review (rewrite_disabled) with --no-rewrite
-    toxicity >= remove_threshold                -> remove  (above_remove_threshold)
-    cleared by the cascade's first stage        -> allow   (cleared_by_prefilter)
+    cleared by the cascade's first stage           -> allow   (cleared_by_prefilter)
+    toxicity < rewrite_threshold                   -> allow   (below_rewrite_threshold)
+    toxicity >= remove_threshold (opt-in, unset)   -> remove  (above_remove_threshold)
+    toxic, and its meaning itself is the harm      -> remove  (not_rewritable), or review
+                                                      (uncertain_not_rewritable) under sure_toxicity
+    toxic otherwise                                -> rewrite (above_rewrite_threshold)
+                                                      or review (rewrite_disabled) with --no-rewrite
 
-Rewrites are then checked by `verify`, which may turn a `rewrite` into `review`.
+What is rewritten is a post's toxic sentences (those the classifier scored at or above the rewrite
+threshold on their own), or the whole post when it is one sentence or no single sentence is toxic
+without the others: these spans are the post's *targets* (a column the rewriter reads). Whether a
+target can be rewritten at all is the rewritability model's call (moderator.rewritability, trained
+on sentences annotators could and could not rewrite). A post is removed as not rewritable only when
+every target is judged so and the targets are the whole post; in a longer post, such a sentence may
+instead be deleted if no rewrite of it passes verification ([policy] delete_sentences, verify.py).
+
+The classifier's probability says how sure it is, not how severe a post is, so removing by
+confidence (`remove_threshold`) is off unless a job asks for it. `verify` later turns a `rewrite`
+whose candidates all failed into `[policy] on_rewrite_failure` (review by default).
 """
 
 from __future__ import annotations
@@ -17,36 +29,88 @@ import pyarrow as pa
 from moderator import records
 from moderator.config import PolicyConfig
 
+TARGETS_TYPE = pa.list_(pa.struct([pa.field("start", pa.int32()), pa.field("end", pa.int32()),
+                                   pa.field("unrewritable", pa.float32())]))
+
+
+def unrewritable_threshold(config: PolicyConfig, rewritability) -> float:  # type: ignore[no-untyped-def]
+    """The probability from which a text counts as not rewritable (infinite without a model)."""
+    if rewritability is None:
+        return np.inf
+    return config.rewritability_threshold if config.rewritability_threshold is not None else rewritability.threshold
+
 
 class Policy:
-    def __init__(self, config: PolicyConfig, rewrite_enabled: bool = True) -> None:
+    def __init__(self, config: PolicyConfig, rewrite_enabled: bool = True, rewritability=None) -> None:  # type: ignore[no-untyped-def]
         self.config = config
         self.rewrite_enabled = rewrite_enabled
+        self.rewritability = rewritability  # a moderator.rewritability.Rewritability, or None: everything is rewritable
+        self.unrewritable_at = unrewritable_threshold(config, rewritability)
 
-    def decide(self, toxicity: np.ndarray) -> tuple[list[str], list[str]]:
-        """Actions and reasons for an array of toxicity scores."""
+    def decide(self, toxicity: np.ndarray, unrewritable: np.ndarray | None = None,
+               whole: np.ndarray | None = None) -> tuple[list[str], list[str]]:
+        """Actions and reasons for an array of toxicity scores. `unrewritable`: per post, the lowest
+        probability among its targets that they cannot be rewritten; `whole`: whether its targets
+        are the whole post (only then can "not rewritable" remove it)."""
+        unrewritable = np.zeros(len(toxicity)) if unrewritable is None else unrewritable
+        whole = np.ones(len(toxicity), dtype=bool) if whole is None else whole
+        config = self.config
         actions, reasons = [], []
-        for score in toxicity:
-            if score >= self.config.remove_threshold:
-                actions.append("remove"), reasons.append("above_remove_threshold")
-            elif score >= self.config.rewrite_threshold:
-                if self.rewrite_enabled:
-                    actions.append("rewrite"), reasons.append("above_rewrite_threshold")
-                else:
-                    actions.append("review"), reasons.append("rewrite_disabled")
+        for score, hopeless, entire in zip(toxicity, unrewritable, whole):
+            if score < config.rewrite_threshold:
+                action, reason = "allow", "below_rewrite_threshold"
+            elif config.remove_threshold is not None and score >= config.remove_threshold:
+                action, reason = "remove", "above_remove_threshold"
+            elif entire and hopeless >= self.unrewritable_at:
+                sure = score >= config.sure_toxicity
+                action, reason = ("remove", "not_rewritable") if sure else ("review", "uncertain_not_rewritable")
+            elif self.rewrite_enabled:
+                action, reason = "rewrite", "above_rewrite_threshold"
             else:
-                actions.append("allow"), reasons.append("below_rewrite_threshold")
+                action, reason = "review", "rewrite_disabled"
+            actions.append(action), reasons.append(reason)
         return actions, reasons
 
+    def targets(self, text: str, sentences: list[dict] | None) -> tuple[list[tuple[int, int]], bool]:
+        """The spans of a toxic post to rewrite, and whether they are the whole post."""
+        sentences = sentences or []
+        toxic = [(s["start"], s["end"]) for s in sentences if s["toxicity"] >= self.config.rewrite_threshold]
+        if len(sentences) > 1 and toxic:
+            return toxic, len(toxic) == len(sentences)
+        whole = records.whole_post(text)
+        return [(whole["start"], whole["end"])], True
+
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        n = batch.num_rows
         toxicity = batch.column(records.TOXICITY)
         present = np.asarray(toxicity.is_valid())
         scores = toxicity.fill_null(0.0).to_numpy(zero_copy_only=False)
-        actions, reasons = self.decide(scores)
+        texts = batch.column(records.TEXT).to_pylist() if records.TEXT in batch.schema.names else [""] * n
+        sentences = (batch.column(records.SENTENCES).to_pylist() if records.SENTENCES in batch.schema.names
+                     else [None] * n)
+        toxic = [i for i in range(n) if present[i] and scores[i] >= self.config.rewrite_threshold]
+        spans = {i: self.targets(texts[i], sentences[i]) for i in toxic}
+        pieces = [texts[i][a:b] for i in toxic for a, b in spans[i][0]]
+        p = (self.rewritability.predict(pieces) if self.rewritability is not None and pieces
+             else np.zeros(len(pieces), dtype=np.float32))
+        targets: list[list[dict] | None] = [None] * n
+        unrewritable, whole = np.zeros(n, dtype=np.float32), np.ones(n, dtype=bool)
+        cursor = 0
+        for i in toxic:
+            row_spans, whole[i] = spans[i]
+            row_p = p[cursor: cursor + len(row_spans)]
+            cursor += len(row_spans)
+            targets[i] = [{"start": a, "end": b, "unrewritable": float(q)} for (a, b), q in zip(row_spans, row_p)]
+            unrewritable[i] = row_p.min()  # the post is hopeless only when every target is
+        actions, reasons = self.decide(scores, unrewritable, whole)
         if records.STAGE in batch.schema.names:
             for i, stage in enumerate(batch.column(records.STAGE).to_pylist()):
                 if stage == "prefilter":  # cleared by the cascade: confidently clean
                     actions[i], reasons[i] = "allow", "cleared_by_prefilter"
         mask = pa.array(~present)
+        batch = records.set_column(batch, records.TARGETS, pa.array(targets, TARGETS_TYPE))
+        batch = records.set_column(batch, records.UNREWRITABLE, pa.array(
+            [float(unrewritable[i]) if targets[i] is not None and self.rewritability is not None else None
+             for i in range(n)], pa.float32()))
         batch = records.set_column(batch, records.ACTION, pa.array(actions, pa.string(), mask=mask))
         return records.set_column(batch, records.REASON, pa.array(reasons, pa.string(), mask=mask))

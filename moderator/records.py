@@ -30,6 +30,17 @@ REASON = "__mod_reason"
 REWRITE = "__mod_rewrite"
 REWRITE_TOXICITY = "__mod_rewrite_toxicity"
 SIMILARITY = "__mod_similarity"
+# Sentence level (sentences.py): the classifier's score of each sentence of a post, as
+# list<struct<start, end, toxicity>> (character offsets into the text); the policy's targets: the
+# spans the rewriter is asked to rewrite (the toxic sentences, or the whole post), each with the
+# rewritability model's probability that it cannot be rewritten; the rewriter's candidates for each
+# target (list<list<string>>, in target order); and what verify made of them.
+SENTENCES = "__mod_sentences"
+TARGETS = "__mod_targets"
+UNREWRITABLE = "__mod_unrewritable"  # the lowest probability among the targets (output field `unrewritable`)
+REWRITE_CANDIDATES = "__mod_rewrite_candidates"
+CANDIDATES = "__mod_candidates"  # how many candidates verify tried (output field `candidates`)
+REWRITTEN_SENTENCES = "__mod_rewritten_sentences"  # how many spans the published rewrite replaced
 CARRIED_FROM = "__mod_carried_from"  # run id of the earlier run whose decision was carried over (state.py)
 
 ANNOTATION = "moderation"  # the output's struct column
@@ -41,13 +52,20 @@ REASONS = {
     "cleared_by_prefilter": "allow: the cascade's first stage is confident the post is clean",
     "above_rewrite_threshold": "rewrite: toxic, rewritten, and the rewrite passed verification",
     "rewritten_truncated": "rewrite: too long for the rewriter's context; its start was rewritten",
-    "above_remove_threshold": "remove: toxicity at or above the remove threshold",
+    "above_remove_threshold": "remove: toxicity at or above the remove threshold (opt-in: [policy] remove_threshold)",
+    "not_rewritable": "remove: toxic, and its meaning itself is the harm (abuse, a threat, hate, only obscenity): "
+                      "the rewritability model says no faithful rewrite exists",
+    "uncertain_not_rewritable": "review: judged not rewritable, but its toxicity is under [policy] sure_toxicity",
     "rewrite_disabled": "review: would be rewritten, but rewriting is off (--no-rewrite)",
     "too_long_to_rewrite": "review: the post does not fit the rewriter's context",
     "rewrite_empty": "review: the rewriter returned nothing",
     "rewrite_still_toxic": "review: the rewrite still scores at or above max_rewrite_toxicity",
     "rewrite_dissimilar": "review: the rewrite's similarity to the post is under min_similarity",
+    "rewrite_copied": "review: every candidate repeated the toxic text instead of rewriting it",
 }
+# Reasons of a rewrite that failed verification: the post goes to [policy] on_rewrite_failure
+# (review, or remove) with the reason of what failed.
+REWRITE_FAILURES = ("rewrite_empty", "rewrite_still_toxic", "rewrite_dissimilar", "rewrite_copied")
 QUARANTINE_REASONS = {
     "invalid_json": "the line is not valid JSON",
     "invalid_utf8": "the line is not valid UTF-8",
@@ -75,6 +93,18 @@ def set_column(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordB
 def active_mask(batch: pa.RecordBatch) -> pa.Array:
     """True for rows that are not quarantined."""
     return pc.is_null(batch.column(QUARANTINE))
+
+
+def whole_post(text: str) -> dict:
+    """The target that stands for a whole post: its text without the whitespace around it."""
+    return {"start": len(text) - len(text.lstrip()), "end": len(text.rstrip()), "unrewritable": None}
+
+
+def targets(batch: pa.RecordBatch) -> list[list[dict] | None]:
+    """Each row's targets (the spans to rewrite); a batch the policy did not mark targets the whole post."""
+    if TARGETS in batch.schema.names:
+        return batch.column(TARGETS).to_pylist()
+    return [None if text is None else [whole_post(text)] for text in batch.column(TEXT).to_pylist()]
 
 
 def rows_with_action(batch: pa.RecordBatch, action: str) -> list[int]:
@@ -157,6 +187,9 @@ def annotation_type(labels: list[str] | None) -> pa.DataType:
             pa.field("rewrite", pa.string()),
             pa.field("rewrite_toxicity", pa.float32()),
             pa.field("similarity", pa.float32()),
+            pa.field("unrewritable", pa.float32()),
+            pa.field("candidates", pa.int32()),
+            pa.field("rewritten_sentences", pa.int32()),
         ]
     )
 

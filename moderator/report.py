@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 BINS = 20  # histogram bins over [0, 1] for toxicity and similarity
 ACTIONS = (*records.ACTIONS, "quarantine")
 # Reasons of posts that were rewritten but whose rewrite failed verification and went to review.
-REVIEW_AFTER_REWRITE = ("rewrite_still_toxic", "rewrite_dissimilar", "rewrite_empty")
+REVIEW_AFTER_REWRITE = records.REWRITE_FAILURES  # failed rewrites go to [policy] on_rewrite_failure
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -91,7 +91,7 @@ class Tally:
     before: list[int] = field(default_factory=lambda: [0] * BINS)
     after: list[int] = field(default_factory=lambda: [0] * BINS)
     similarity: list[int] = field(default_factory=lambda: [0] * BINS)
-    sums: Counter = field(default_factory=Counter)  # before, after, similarity sums over attempts
+    sums: Counter = field(default_factory=Counter)  # before, after, similarity sums over attempts; candidates
     texts: int = 0  # lines that carry the post's text (--audit-text)
     first_time: str | None = None
     last_time: str | None = None
@@ -132,6 +132,9 @@ class Tally:
             if isinstance(similarity, (int, float)):
                 self.similarity[_bin(similarity)] += 1
                 self.sums.update(similarity=similarity, with_similarity=1)
+            if isinstance(line.get("candidates"), int):
+                self.sums.update(candidates=line["candidates"], sentences=line.get("rewritten_sentences") or 0,
+                                 with_candidates=1)
 
     def merge(self, other: Tally) -> None:
         for name in ("lines", "carried_over", "toxicity_sum", "scored", "attempted", "rewritten", "texts"):
@@ -177,6 +180,8 @@ class Tally:
                 "toxicity_before_mean": self._mean("before", self.attempted),
                 "toxicity_after_mean": self._mean("after", self.attempted),
                 "similarity_mean": self._mean("similarity", self.sums["with_similarity"]),
+                "candidates_mean": self._mean("candidates", self.sums["with_candidates"]),
+                "rewritten_sentences_mean": self._mean("sentences", self.sums["with_candidates"]),
                 "toxicity_before": list(self.before),
                 "toxicity_after": list(self.after),
                 "similarity": list(self.similarity),

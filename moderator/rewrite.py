@@ -1,9 +1,13 @@
-"""Rewrite: turn the posts the policy sent to `rewrite` into neutral text with a LoRA-adapted decoder.
+"""Rewrite: ask a LoRA-adapted decoder for neutral versions of the toxic parts of the posts the policy
+sent to `rewrite`.
 
-Only rows whose action is `rewrite` are touched; all of a batch's prompts go to the engine in one
-call. A post whose prompt would not fit the engine's context is never handed to the engine: it is
-sent to review (`too_long_to_rewrite`), or, with `long_posts = "truncate"`, its start is rewritten
-and the reason says so (`rewritten_truncated`).
+Only rows whose action is `rewrite` are touched, and of those only their *targets* (policy.py): the
+toxic sentences of a long post, or the whole post. Every target gets `[rewriter] candidates`
+rewrites (the first greedy, the others sampled with a fixed seed), all of a batch's prompts in one
+engine call; `verify` picks among them and puts the post back together. A target whose prompt would
+not fit the engine's context is never handed to the engine: its post is sent to review
+(`too_long_to_rewrite`), or, with `long_posts = "truncate"`, the target's start is rewritten and the
+reason says so (`rewritten_truncated`).
 """
 
 from __future__ import annotations
@@ -78,25 +82,38 @@ class Rewriter:
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         rows = records.rows_with_action(batch, "rewrite")
-        rewrites: list[str | None] = [None] * batch.num_rows
+        candidates: list[list[list[str]] | None] = [None] * batch.num_rows
         if not rows:
-            return records.set_column(batch, records.REWRITE, pa.array(rewrites, pa.string()))
+            return records.set_column(batch, records.REWRITE_CANDIDATES, pa.array(candidates, CANDIDATES_TYPE))
         texts = batch.column(records.TEXT).to_pylist()
+        targets = records.targets(batch)
         actions = batch.column(records.ACTION).to_pylist()
         reasons = batch.column(records.REASON).to_pylist()
-        todo: list[tuple[int, str]] = []
+        todo: list[tuple[int, int, str]] = []  # (row, target, prompt)
         for i in rows:
-            prompt, truncated = self.fit(texts[i])
-            if prompt is None:
+            fitted = [self.fit(texts[i][t["start"]:t["end"]]) for t in targets[i]]
+            if any(prompt is None for prompt, _ in fitted):
                 actions[i], reasons[i] = "review", "too_long_to_rewrite"
                 continue
-            if truncated:
+            if any(truncated for _, truncated in fitted):
                 reasons[i] = "rewritten_truncated"
-            todo.append((i, prompt))
+            todo.extend((i, k, prompt) for k, (prompt, _) in enumerate(fitted))
         if todo:
-            generations = self.engine.generate([prompt for _, prompt in todo])
-            for (i, _), generation in zip(todo, generations):
-                rewrites[i] = prompts.parse_completion(generation.text)
-        batch = records.set_column(batch, records.REWRITE, pa.array(rewrites, pa.string()))
+            config = self.config
+            generated = self.engine.candidates([prompt for _, _, prompt in todo], config.candidates,
+                                               config.candidate_temperature, config.seed)
+            for (i, k, _), row in zip(todo, generated):
+                if candidates[i] is None:
+                    candidates[i] = [[] for _ in targets[i]]
+                candidates[i][k] = _distinct(prompts.parse_completion(g.text) for g in row)
+        batch = records.set_column(batch, records.REWRITE_CANDIDATES, pa.array(candidates, CANDIDATES_TYPE))
         batch = records.set_column(batch, records.ACTION, pa.array(actions, pa.string()))
         return records.set_column(batch, records.REASON, pa.array(reasons, pa.string()))
+
+
+CANDIDATES_TYPE = pa.list_(pa.list_(pa.string()))  # per row, per target: the distinct candidates
+
+
+def _distinct(texts) -> list[str]:  # type: ignore[no-untyped-def]
+    """The texts in order, each once."""
+    return list(dict.fromkeys(texts))

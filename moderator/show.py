@@ -54,7 +54,12 @@ def format_run(run_dir: Path, actions: tuple[str, ...] = ACTIONS, limit: int = 5
         lines.append(f"  post:    {_clip(text, width)}")
         if m["rewrite"] is not None:
             lines.append(f"  rewrite: {_clip(m['rewrite'], width)}")
-            lines.append(f"           toxicity {m['rewrite_toxicity']:.2f}, similarity {m['similarity']:.2f}")
+            scored = (f"toxicity {m['rewrite_toxicity']:.2f}, similarity {m['similarity']:.2f}"
+                      if m.get("rewrite_toxicity") is not None else "not scored")
+            tried = m.get("candidates")
+            sentences = m.get("rewritten_sentences")
+            extra = "" if tried is None else f"; {sentences} span(s) rewritten, {tried} candidate(s) tried"
+            lines.append(f"           {scored}{extra}")
         if all(n >= limit for n in shown.values()):
             break
     return "\n".join(lines) + "\n"

@@ -56,6 +56,9 @@ DECISION = {  # stored field -> working column
     "rewrite": records.REWRITE,
     "rewrite_toxicity": records.REWRITE_TOXICITY,
     "similarity": records.SIMILARITY,
+    "unrewritable": records.UNREWRITABLE,
+    "candidates": records.CANDIDATES,
+    "rewritten_sentences": records.REWRITTEN_SENTENCES,
 }
 # Settings that only change speed, never a decision: they are not part of the fingerprint.
 _SPEED_ONLY = {"batch_size", "max_batch_tokens", "model", "base", "adapter", "embedder", "engine", "lora_serving",

@@ -1,51 +1,146 @@
-"""Verify: check every rewrite before it replaces a post.
+"""Verify: pick the best rewrite candidate of every target, put the post back together, check it.
 
-Each rewrite is scored again by the same classifier that flagged the post, and compared with the
-original by sentence-embedding cosine similarity. A rewrite that is empty, still toxic
-(>= max_rewrite_toxicity) or drifted from the original's meaning (< min_similarity) is sent to human
-review, with the rewrite kept for the reviewer and the reason saying what failed.
+A candidate passes when it is not empty, does not repeat the toxic text (the same words, whatever
+the case, spacing and punctuation), scores under `max_rewrite_toxicity` with the classifier that
+flagged the post, and keeps at least `min_similarity` of its meaning (cosine of sentence
+embeddings). Of the candidates that pass, the one with the highest (1 - toxicity) x similarity is
+kept. In a post of several sentences a toxic sentence for which no candidate passes may be deleted
+instead (`[policy] delete_sentences`). The post is then reassembled around the chosen rewrites, every
+other sentence byte for byte (sentences.py), and the whole rewritten post is checked the same way.
+
+A post whose targets cannot all be rewritten, or whose reassembled rewrite fails, goes to
+`[policy] on_rewrite_failure` (review, or remove) with the reason of what failed; the rewrite built
+from the first (greedy) candidates is kept for the reviewer.
 """
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 
-from moderator import records
+from moderator import records, sentences
 from moderator.classify import Classifier
 from moderator.config import PolicyConfig
 from moderator.embed import Embedder
 
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def same_words(a: str, b: str) -> bool:
+    """Whether two texts are the same words (case, spacing and punctuation aside): a copy."""
+    return _NON_WORD.sub(" ", a.casefold()).strip() == _NON_WORD.sub(" ", b.casefold()).strip()
+
 
 class Verify:
-    def __init__(self, policy: PolicyConfig, classifier: Classifier, embedder: Embedder) -> None:
+    def __init__(self, policy: PolicyConfig, classifier: Classifier, embedder: Embedder,
+                 unrewritable_at: float = np.inf) -> None:
         self.policy = policy
         self.classifier = classifier
         self.embedder = embedder
+        self.unrewritable_at = unrewritable_at  # the policy's: from it on, a sentence may be deleted
+
+    def check(self, original: str, candidate: str, toxicity: float, similarity: float) -> str | None:
+        """The reason a candidate fails, or None when it passes."""
+        if not candidate.strip():
+            return "rewrite_empty"
+        if same_words(original, candidate):
+            return "rewrite_copied"
+        if np.float32(toxicity) >= self.policy.max_rewrite_toxicity:
+            return "rewrite_still_toxic"
+        if np.float32(similarity) < self.policy.min_similarity:
+            return "rewrite_dissimilar"
+        return None
+
+    def score(self, originals: list[str], candidates: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Toxicity of each candidate and its similarity to its original (empty ones score 0, 0)."""
+        toxicity = np.zeros(len(candidates), dtype=np.float32)
+        similarity = np.zeros(len(candidates), dtype=np.float32)
+        filled = [k for k, c in enumerate(candidates) if c.strip()]
+        if filled:
+            toxicity[filled] = self.classifier.toxicity(self.classifier.predict([candidates[k] for k in filled]))
+            similarity[filled] = np.clip(self.embedder.similarity([originals[k] for k in filled],
+                                                                  [candidates[k] for k in filled]), -1.0, 1.0)
+        return toxicity, similarity
+
+    def deletable(self, target: dict, spans: int, targets: int) -> bool:
+        """Whether a target sentence may be deleted when none of its rewrites passes."""
+        mode = self.policy.delete_sentences
+        if mode == "never" or spans <= 1 or targets >= spans:  # never delete a post's every sentence
+            return False
+        return mode == "any" or (target["unrewritable"] or 0.0) >= self.unrewritable_at
+
+    def choose(self, batch_targets: dict[int, list[tuple[str, list[str], bool]]]) -> dict[int, tuple[dict, str | None, int]]:
+        """Per row: ({target: chosen text}, failure reason or None, candidates tried). Every candidate
+        of the batch is scored in one classifier and one embedder pass."""
+        flat = [(i, k, original, c) for i, row in batch_targets.items() for k, (original, cands, _) in enumerate(row)
+                for c in cands]
+        toxicity, similarity = self.score([f[2] for f in flat], [f[3] for f in flat])
+        verdicts: dict[tuple[int, int], list[tuple[str, str | None, float]]] = {}
+        for (i, k, original, c), t, s in zip(flat, toxicity, similarity):
+            verdicts.setdefault((i, k), []).append((c, self.check(original, c, t, s), float((1.0 - t) * s)))
+        out = {}
+        for i, row in batch_targets.items():
+            chosen, failure, tried = {}, None, 0
+            for k, (_, cands, deletable) in enumerate(row):
+                tried += len(cands)
+                judged = verdicts.get((i, k), [])
+                passing = [(value, c) for c, why, value in judged if why is None]
+                if passing:
+                    chosen[k] = max(passing, key=lambda p: p[0])[1]
+                elif deletable:
+                    chosen[k] = ""
+                else:
+                    chosen[k] = judged[0][0] if judged else ""
+                    failure = failure or (judged[0][1] if judged else "rewrite_empty")
+            out[i] = (chosen, failure, tried)
+        return out
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         n = batch.num_rows
-        rewrites = batch.column(records.REWRITE).to_pylist()
+        candidates = (batch.column(records.REWRITE_CANDIDATES).to_pylist()
+                      if records.REWRITE_CANDIDATES in batch.schema.names else [None] * n)
         texts = batch.column(records.TEXT).to_pylist()
         actions = batch.column(records.ACTION).to_pylist()
         reasons = batch.column(records.REASON).to_pylist()
+        targets = records.targets(batch)
+        spans = (batch.column(records.SENTENCES).to_pylist() if records.SENTENCES in batch.schema.names
+                 else [None] * n)
+        rows = [i for i in range(n) if candidates[i] is not None]
+        batch_targets = {}
+        for i in rows:
+            row = []
+            for target, cands in zip(targets[i], candidates[i]):
+                deletable = self.deletable(target, len(spans[i] or []), len(targets[i]))
+                row.append((texts[i][target["start"]:target["end"]], cands, deletable))
+            batch_targets[i] = row
+        chosen = self.choose(batch_targets)
+        rewrites: list[str | None] = [None] * n
+        tried: list[int | None] = [None] * n
+        replaced: list[int | None] = [None] * n
+        for i in rows:
+            picks, failure, tried[i] = chosen[i]
+            replaced[i] = len(picks)
+            rewrites[i] = sentences.reassemble(texts[i], [(t["start"], t["end"]) for t in targets[i]], picks)
+            if failure is not None:
+                actions[i], reasons[i] = self.policy.on_rewrite_failure, failure
         toxicity: list[float | None] = [None] * n
         similarity: list[float | None] = [None] * n
-        rows = [i for i, r in enumerate(rewrites) if r is not None]
+        whole = [i for i in rows if rewrites[i].strip()]
+        post_toxicity, post_similarity = self.score([texts[i] for i in whole], [rewrites[i] for i in whole])
+        for i, t, s in zip(whole, post_toxicity.tolist(), post_similarity.tolist()):
+            toxicity[i], similarity[i] = t, s
         for i in rows:
-            if not rewrites[i]:
-                actions[i], reasons[i] = "review", "rewrite_empty"
-        scored = [i for i in rows if rewrites[i]]
-        if scored:
-            tox = self.classifier.toxicity(self.classifier.predict([rewrites[i] for i in scored]))
-            sim = self.embedder.similarity([texts[i] for i in scored], [rewrites[i] for i in scored])
-            for i, t, s in zip(scored, tox.tolist(), np.clip(sim, -1.0, 1.0).tolist()):
-                toxicity[i], similarity[i] = t, s
-                if np.float32(t) >= self.policy.max_rewrite_toxicity:
-                    actions[i], reasons[i] = "review", "rewrite_still_toxic"
-                elif np.float32(s) < self.policy.min_similarity:
-                    actions[i], reasons[i] = "review", "rewrite_dissimilar"
+            if actions[i] != "rewrite":
+                continue
+            failure = self.check(texts[i], rewrites[i], toxicity[i] or 0.0, similarity[i] or 0.0)
+            if failure is not None:
+                actions[i], reasons[i] = self.policy.on_rewrite_failure, failure
+        batch = records.set_column(batch, records.REWRITE, pa.array(rewrites, pa.string()))
         batch = records.set_column(batch, records.REWRITE_TOXICITY, pa.array(toxicity, pa.float32()))
         batch = records.set_column(batch, records.SIMILARITY, pa.array(similarity, pa.float32()))
+        batch = records.set_column(batch, records.CANDIDATES, pa.array(tried, pa.int32()))
+        batch = records.set_column(batch, records.REWRITTEN_SENTENCES, pa.array(replaced, pa.int32()))
         batch = records.set_column(batch, records.ACTION, pa.array(actions, pa.string()))
         return records.set_column(batch, records.REASON, pa.array(reasons, pa.string()))

@@ -57,9 +57,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
 
 
 def tiny_config(tiny: Tiny, **sections: dict) -> JobConfig:
-    """A config that uses the tiny models and the transformers engine, plus any overrides."""
+    """A config that uses the tiny models and the transformers engine, plus any overrides. The
+    rewritability model is off unless a test turns it on: a tiny classifier's random scores make
+    toxic posts of any text, and the tests that use this config check the machinery around the
+    models (tests/test_rewrite_first.py runs the bundled rewritability model)."""
     layers: dict[str, dict] = {
         "classifier": {"model": str(tiny.classifier)},
+        "policy": {"rewritability_model": "off"},
         "rewriter": {"base": str(tiny.decoder), "adapter": str(tiny.adapter), "engine": "hf",
                      "max_new_tokens": 12},
     }

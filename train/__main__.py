@@ -6,6 +6,7 @@
     python -m train eval-classifier runs/classifier-lora runs/classifier-full
     python -m train detox --method lora --out runs/detox-lora --max-steps 1200
     python -m train eval-detox lora=runs/detox-lora full=runs/detox-full
+    python -m train rewritability --out moderator/bundled/rewritability --compare --reference
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _print_table(table: dict, format_table, json_out: Path | None) -> None:  # t
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Train and evaluate moderator's default models (classifier, detox rewriter)."""
+    """Train and evaluate moderator's default models (classifier, detox rewriter, rewritability)."""
 
 
 data_option = click.option("--data", default=DEFAULT_DATA, show_default=True, envvar="MODERATOR_DATA",
@@ -238,6 +239,50 @@ def bundle_detox(model, compare, data, engine, limit, threads) -> None:
     table = detox_eval.evaluate(named, data, limit=limit, engine=engine)
     click.echo(detox_eval.format_table(table))
     click.echo(f"bundled into {bundle.bundle_rewriter(Path(model), table)}", err=True)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the model (config, weights, model card).")
+@data_option
+@click.option("--unclear/--no-unclear", default=False, show_default=True,
+              help="Also train on sentences annotators could not rewrite because they were unclear.")
+@click.option("--extra-cap", type=int, default=100, show_default=True,
+              help="At most this many threat / hate posts per abuse corpus in training (0: none).")
+@click.option("--c", "c", type=float, help="Inverse regularisation. [default: tuned on the dev split]")
+@click.option("--min-precision", type=float, default=0.8, show_default=True,
+              help="The threshold is the lowest with this precision of 'not rewritable' on held-out data "
+                   "(out-of-fold scores; the dev split with --cv-folds 0).")
+@click.option("--max-train", type=int, help="Subsample the training split to this many examples.")
+@click.option("--cv-folds", type=int, default=5, show_default=True,
+              help="Cross-validate on all ParaDetox examples, and pick the threshold there (0: on the dev split).")
+@click.option("--compare/--no-compare", default=False, show_default=True,
+              help="Also measure the other data choices (unclear, abuse extras) and real forum sentences for the "
+                   "model card (about 2 minutes).")
+@click.option("--reference/--no-reference", default=False, show_default=True,
+              help="Also report a logistic regression on MiniLM embeddings, for the model card (about 1 minute).")
+@threads_option
+def rewritability(out, data, unclear, extra_cap, c, min_precision, max_train, cv_folds, compare, reference,
+                  threads) -> None:
+    """Train the model that judges whether a toxic text can be rewritten at all (hashed n-grams).
+
+    \b
+    Example (the shipped model; about 4 minutes on one CPU core, half that without --compare --reference):
+      python -m train rewritability --out moderator/bundled/rewritability --compare --reference
+    """
+    if str(data).startswith("hf:"):
+        raise click.ClickException("rewritability needs a local data folder laid out like ../shared/data "
+                                   "(its cannot-rewrite sentences and abuse corpora are read from files)")
+    _setup(threads)
+    from train import rewritability as trainer
+
+    extras = trainer.EXTRA_SOURCES if extra_cap > 0 else ()
+    config = trainer.train(data, out, unclear=unclear, extras=extras, extra_cap=extra_cap or None, c=c,
+                           min_precision=min_precision, max_train=max_train, cv_folds=cv_folds, compare=compare,
+                           reference=reference).config
+    dev = config["dev"]
+    click.echo(f"saved rewritability model to {out}: threshold {config['threshold']:.4f}, dev ROC-AUC "
+               f"{dev['roc_auc']}, at threshold {dev['at_threshold']}", err=True)
 
 
 if __name__ == "__main__":

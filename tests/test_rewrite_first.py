@@ -1,0 +1,130 @@
+"""Rewrite first: toxic sentences rewritten from several candidates, the rest kept; removal only for
+posts that cannot be rewritten; every new reason code through the CLI, the report and the DSA export.
+
+The bundled classifier and rewritability model load offline from the package; the decoder is the
+tiny one from the fixtures (transformers engine), or the pip-installed Gemma base where a test needs
+a decoder that copies its input (zero-shot, the base only repeats the post).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from conftest import read_lines, read_output, tiny_config, write_parquet
+
+from moderator import records, sentences
+from moderator.cli import cli
+from moderator.config import RewriterConfig
+from moderator.engines import HFEngine
+from moderator.models import resolve
+from moderator.pipeline import run
+from moderator.verify import same_words
+
+THREAT = "I will find out where you live and I will kill you and your whole family."
+INSULT_POST = ("The new bus schedule makes no sense to me.\n\nYou are a stupid idiot if you think it works! 😀 "
+               "See https://example.com/a.b?c=1 for the old one.")
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_candidates_are_deterministic_for_a_seed_and_start_with_the_greedy_rewrite(tiny):
+    engine = HFEngine(RewriterConfig(base=str(tiny.decoder), adapter=str(tiny.adapter), engine="hf",
+                                     max_new_tokens=8), "cpu", resolve(str(tiny.decoder), "base"),
+                      resolve(str(tiny.adapter), "adapter"))
+    prompts = ["Rewrite: you idiot", "Rewrite: a longer post, with more words in it, you moron"]
+    first = engine.candidates(prompts, 4, 1.0, seed=7)
+    again = engine.candidates(prompts, 4, 1.0, seed=7)
+    other = engine.candidates(prompts, 4, 1.0, seed=8)
+    assert [[g.token_ids for g in row] for row in first] == [[g.token_ids for g in row] for row in again]
+    assert all(len(row) == 4 for row in first)
+    assert [row[0].token_ids for row in first] == [g.token_ids for g in engine.generate(prompts)]
+    assert [[g.token_ids for g in row[1:]] for row in first] != [[g.token_ids for g in row[1:]] for row in other]
+
+
+def test_only_the_toxic_sentence_is_rewritten_and_every_other_byte_is_kept(tiny, tmp_path):
+    """The bundled classifier finds the toxic sentence; the others stay byte for byte."""
+    posts = write_parquet(tmp_path / "posts.parquet", {"id": ["a", "b"], "text": [INSULT_POST, "Thanks, that helped."]})
+    config = tiny_config(tiny, classifier={"model": None},
+                         policy={"max_rewrite_toxicity": 1.0, "min_similarity": -1.0, "delete_sentences": "any"})
+    result = run(config, [str(posts)], tmp_path / "run")
+    rows = read_output(tmp_path / "run").column("moderation").to_pylist()
+    toxic, clean = rows
+    assert clean["action"] == "allow"
+    assert toxic["rewritten_sentences"] == 1 and 1 <= toxic["candidates"] <= 4
+    spans = sentences.split(INSULT_POST)
+    assert len(spans) == 3
+    kept = [INSULT_POST[a:b] for a, b in spans if "idiot" not in INSULT_POST[a:b]]
+    assert all(piece in toxic["rewrite"] for piece in kept)
+    assert "idiot" not in toxic["rewrite"]
+    assert toxic["rewrite"].startswith("The new bus schedule makes no sense to me.\n\n")
+    audit = read_lines(tmp_path / "run" / "audit.jsonl")
+    assert audit[0]["candidates"] == toxic["candidates"] and audit[0]["rewritten_sentences"] == 1
+    assert "rewritability" not in result.manifest["models"]  # off in tiny_config
+
+
+def test_a_threat_is_removed_as_not_rewritable_and_reported_as_such(tmp_path):
+    posts = write_parquet(tmp_path / "posts.parquet", {
+        "id": ["threat", "insult", "fine"],
+        "text": [THREAT, "Your argument is idiotic, the tax cut will not pay for itself.", "See you on Monday."]})
+    done = _cli("batch", str(posts), "--out", str(tmp_path / "run"), "--no-rewrite")
+    assert done.exit_code == 0, done.output
+    rows = {r["id"]: r for r in read_output(tmp_path / "run").column("moderation").to_pylist()}
+    assert (rows["threat"]["action"], rows["threat"]["reason"]) == ("remove", "not_rewritable")
+    assert rows["threat"]["unrewritable"] >= 0.5
+    assert (rows["insult"]["action"], rows["insult"]["reason"]) == ("review", "rewrite_disabled")
+    assert rows["fine"]["action"] == "allow"
+    assert "toxic posts: 2" in done.stderr and "not_rewritable 1" in done.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert len(manifest["models"]["rewritability"]["sha256"]) == 64  # recorded like every model
+    # the report counts the new reason; the DSA statement explains the removal by rewritability
+    report = _cli("report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"), "--json", str(tmp_path / "r.json"),
+                  "--dsa-sor", str(tmp_path / "sor.jsonl"))
+    assert report.exit_code == 0, report.output
+    summary = json.loads((tmp_path / "r.json").read_text())
+    assert summary["totals"]["reasons"]["not_rewritable"]["count"] == 1
+    assert "not_rewritable" in (tmp_path / "r.html").read_text()
+    (statement,) = read_lines(tmp_path / "sor.jsonl")
+    assert statement["decision_visibility"] == ["DECISION_VISIBILITY_CONTENT_REMOVED"]
+    assert "rewritability model" in statement["decision_facts"] and "removal threshold" not in statement["decision_facts"]
+
+
+def test_an_unsure_not_rewritable_post_goes_to_review(tmp_path):
+    posts = write_parquet(tmp_path / "posts.parquet", {"id": ["threat"], "text": [THREAT]})
+    config = tmp_path / "job.toml"
+    config.write_text("[policy]\nsure_toxicity = 1.0\n")
+    done = _cli("batch", str(posts), "--out", str(tmp_path / "run"), "--no-rewrite", "--config", str(config))
+    assert done.exit_code == 0, done.output
+    (row,) = read_output(tmp_path / "run").column("moderation").to_pylist()
+    assert (row["action"], row["reason"]) == ("review", "uncertain_not_rewritable")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failure", ["review", "remove"])
+def test_a_rewriter_that_copies_is_never_published(tmp_path, failure):
+    """Zero-shot, the Gemma base repeats the post: verify calls that a copy, and the post goes to
+    [policy] on_rewrite_failure instead of being published."""
+    posts = write_parquet(tmp_path / "posts.parquet", {"id": ["p"], "text": ["You are a stupid idiot and a liar."]})
+    done = _cli("batch", str(posts), "--out", str(tmp_path / "run"), "--rewriter-base", "pip:gemma-3-270m",
+                "--engine", "hf", "--candidates", "1", "--on-rewrite-failure", failure)
+    assert done.exit_code == 0, done.output
+    (row,) = read_output(tmp_path / "run").column("moderation").to_pylist()
+    assert row["action"] == failure and row["reason"] in records.REWRITE_FAILURES
+    assert row["reason"] == "rewrite_copied" or not same_words(row["rewrite"] or "", "You are a stupid idiot and a liar.")
+    assert row["candidates"] == 1
+    if failure == "remove":
+        report = _cli("report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"),
+                      "--dsa-sor", str(tmp_path / "sor.jsonl"))
+        assert report.exit_code == 0, report.output
+        (statement,) = read_lines(tmp_path / "sor.jsonl")
+        assert "None of the automated rewrites passed verification" in statement["decision_facts"]
+
+
+def test_copies_are_recognised_whatever_the_case_spacing_and_punctuation():
+    assert same_words("You are an IDIOT!", "you are an idiot")
+    assert same_words("  you  are, an idiot ...", "You are an idiot.")
+    assert not same_words("You are an idiot.", "You are wrong.")
+    assert not same_words("You are an idiot.", "")
