@@ -181,9 +181,11 @@ class PolicyConfig:
         "a post judged not rewritable is removed only at or above this toxicity; under it the machine is "
         "unsure and sends it to review (uncertain_not_rewritable)", 0.0)
     delete_sentences: str = _help(
-        "long posts: a toxic sentence for which no rewrite passes may be deleted (the rest of the post is "
-        "published, if it still passes verification as a whole): unrewritable (only sentences the "
-        "rewritability model judges not rewritable), any, or never", "unrewritable")
+        "posts of several sentences: a toxic sentence for which no rewrite passes may be deleted, and the rest "
+        "of the post published if it still passes verification as a whole: any (measured on real forum "
+        "posts: 5 points more published and 5 fewer sent to review than unrewritable, still keeping 86% of "
+        "the non-toxic characters), unrewritable (only sentences the rewritability model judges not "
+        "rewritable), or never", "any")
     on_rewrite_failure: str = _help(
         "what happens to a toxic post when no rewrite candidate passes verification: review or remove", "review")
     max_rewrite_toxicity: float = _help(
@@ -233,7 +235,7 @@ class RewriterConfig:
     candidates: int = _help(
         "rewrites asked for per toxic sentence: the first decoded as `temperature` says (greedily by default), "
         "the others sampled with a fixed seed in the same generate call; verify keeps the best that passes", 4)
-    candidate_temperature: float = _help("sampling temperature of the extra candidates", 0.8)
+    candidate_temperature: float = _help("sampling temperature of the extra candidates", 1.0)
     seed: int = _help("seed of the sampled candidates: the same seed, engine and dtype give the same rewrites", 0)
     max_model_len: int = _help("context length (prompt + rewrite) the engine is built for", 1024)
     long_posts: str = _help(

@@ -62,8 +62,10 @@ def test_config_file_and_flags(invoke, tmp_path):
     result = invoke("batch", str(posts), "--config", str(job), "--out", str(tmp_path / "run"), "--remove-threshold", "1")
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["config"]["policy"] == {"rewrite_threshold": 0.0, "remove_threshold": 1.0,
-                                            "max_rewrite_toxicity": 0.5, "min_similarity": 0.5}
+    policy = manifest["config"]["policy"]
+    assert {k: policy[k] for k in ("rewrite_threshold", "remove_threshold", "max_rewrite_toxicity", "min_similarity")} \
+        == {"rewrite_threshold": 0.0, "remove_threshold": 1.0, "max_rewrite_toxicity": 0.5, "min_similarity": 0.5}
+    assert policy["on_rewrite_failure"] == "review"  # the defaults of the settings neither layer names
     assert [a["id"] for a in read_lines(tmp_path / "run" / "audit.jsonl")] == [f"x{i}" for i in range(6)]
 
 
@@ -74,7 +76,7 @@ def test_no_rewrite_from_the_command_line(tiny, tmp_path):
     assert result.exit_code == 0, result.output
     audit = read_lines(tmp_path / "posts.moderated" / "audit.jsonl")
     assert {(a["action"], a["reason"]) for a in audit} == {("review", "rewrite_disabled")}
-    assert set(audit[0]["models"]) == {"classifier"}
+    assert set(audit[0]["models"]) == {"classifier", "rewritability"}  # no decoder, no embedder
 
 
 def test_environment_variables_set_per_machine_options(tiny, tmp_path):

@@ -6,7 +6,8 @@ from moderator.errors import ConfigError
 
 def test_defaults_are_valid_and_round_trip_through_describe(tmp_path):
     config = JobConfig()
-    assert config.policy.rewrite_threshold < config.policy.remove_threshold
+    assert config.policy.remove_threshold is None  # removal by confidence is opt-in
+    assert 0 < config.policy.rewrite_threshold < 1
     text = describe(config)
     path = tmp_path / "job.toml"
     path.write_text(text)

@@ -107,13 +107,14 @@ def test_an_unsure_not_rewritable_post_goes_to_review(tmp_path):
 def test_a_rewriter_that_copies_is_never_published(tmp_path, failure):
     """Zero-shot, the Gemma base repeats the post: verify calls that a copy, and the post goes to
     [policy] on_rewrite_failure instead of being published."""
-    posts = write_parquet(tmp_path / "posts.parquet", {"id": ["p"], "text": ["You are a stupid idiot and a liar."]})
+    post = "Your argument is idiotic, the tax cut will not pay for itself."  # toxic, and rewritable
+    posts = write_parquet(tmp_path / "posts.parquet", {"id": ["p"], "text": [post]})
     done = _cli("batch", str(posts), "--out", str(tmp_path / "run"), "--rewriter-base", "pip:gemma-3-270m",
                 "--engine", "hf", "--candidates", "1", "--on-rewrite-failure", failure)
     assert done.exit_code == 0, done.output
     (row,) = read_output(tmp_path / "run").column("moderation").to_pylist()
     assert row["action"] == failure and row["reason"] in records.REWRITE_FAILURES
-    assert row["reason"] == "rewrite_copied" or not same_words(row["rewrite"] or "", "You are a stupid idiot and a liar.")
+    assert row["reason"] == "rewrite_copied" or not same_words(row["rewrite"] or "", post)
     assert row["candidates"] == 1
     if failure == "remove":
         report = _cli("report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"),
