@@ -59,10 +59,15 @@ class Models:
     prefilter: Any = None  # moderator.cascade.Prefilter, when the classifier ships one
     rewritability: Any = None  # moderator.rewritability.Rewritability, unless [policy] rewritability_model = "off"
 
-    def refs(self) -> dict[str, ModelRef | None]:
+    def scoring_refs(self) -> dict[str, ModelRef | None]:
+        """The models of the scoring side: the classifier, and the rewritability model when it is on."""
         refs: dict[str, ModelRef | None] = {"classifier": self.classifier.model_ref}
         if self.rewritability is not None:
             refs["rewritability"] = self.rewritability.model_ref
+        return refs
+
+    def refs(self) -> dict[str, ModelRef | None]:
+        refs = self.scoring_refs()
         if self.rewriter is not None:
             refs.update(rewriter_base=self.rewriter.base, adapter=self.rewriter.adapter,
                         embedder=self.embedder.model_ref)
@@ -179,9 +184,7 @@ def build_steps(config: JobConfig, models: Models, rewriting: bool = True) -> St
     """
     classifier = models.classifier
     steps = scoring_steps(config, models)
-    refs: dict[str, ModelRef | None] = {"classifier": classifier.model_ref}
-    if models.rewritability is not None:
-        refs["rewritability"] = models.rewritability.model_ref
+    refs = models.scoring_refs()
     engine = served = None  # served: known where the engine runs (not on the Ray driver)
     if config.rewriter.enabled and rewriting:
         steps += rewriting_steps(config, models)

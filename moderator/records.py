@@ -58,10 +58,13 @@ REASONS = {
     "uncertain_not_rewritable": "review: judged not rewritable, but its toxicity is under [policy] sure_toxicity",
     "rewrite_disabled": "review: would be rewritten, but rewriting is off (--no-rewrite)",
     "too_long_to_rewrite": "review: the post does not fit the rewriter's context",
-    "rewrite_empty": "review: the rewriter returned nothing",
-    "rewrite_still_toxic": "review: the rewrite still scores at or above max_rewrite_toxicity",
-    "rewrite_dissimilar": "review: the rewrite's similarity to the post is under min_similarity",
-    "rewrite_copied": "review: every candidate repeated the toxic text instead of rewriting it",
+    "rewrite_empty": "review or remove (on_rewrite_failure): the rewriter returned nothing",
+    "rewrite_still_toxic": "review or remove (on_rewrite_failure): the rewrite still scores at or above "
+                           "max_rewrite_toxicity",
+    "rewrite_dissimilar": "review or remove (on_rewrite_failure): the rewrite's similarity to the post is under "
+                          "min_similarity",
+    "rewrite_copied": "review or remove (on_rewrite_failure): every candidate repeated the toxic text instead of "
+                      "rewriting it",
 }
 # Reasons of a rewrite that failed verification: the post goes to [policy] on_rewrite_failure
 # (review, or remove) with the reason of what failed.
