@@ -316,8 +316,9 @@ class OutputConfig:
         0.01,
     )
     file_mode: str = _help(
-        "permissions (octal) of every file a run writes; folders get the same plus x where r is set "
-        "(0600 -> 0700, 0640 -> 0750). The owner must keep read and write",
+        "permissions (octal) of every file a run writes (outputs, logs, the state store, reports); "
+        "folders get the same plus x where r is set (0600 -> 0700, 0640 -> 0750). The owner must keep "
+        "read and write; execute bits and write for others are refused",
         "0600",
     )
 
@@ -341,6 +342,10 @@ def parse_file_mode(value: str) -> int:
     mode = int(digits, 8)
     if mode & 0o600 != 0o600:
         raise ConfigError(f'[output] file_mode = {value!r} must let the owner read and write (e.g. "0600")')
+    if mode & 0o111:  # folders get x from r (folder_mode); no file a run writes is a program
+        raise ConfigError(f'[output] file_mode = {value!r} sets execute bits; files are data: use e.g. "0640"')
+    if mode & 0o002:  # anyone could rewrite audit logs and decisions
+        raise ConfigError(f'[output] file_mode = {value!r} lets any user write: use at most "0664"')
     return mode
 
 

@@ -272,7 +272,18 @@ def _progress(total: int | None, enabled: bool):  # type: ignore[no-untyped-def]
                 mininterval=0.5, disable=None if enabled else True)  # None: only on a terminal
 
 
-def run(
+def run(config: JobConfig, inputs: list[str], out: Path | None = None, **options: Any) -> RunResult:
+    """Moderate `inputs` into the run folder `out` (default: beside the first input); see `_moderate`.
+
+    The run folder is locked for the whole run (`RunDir.locked`): a second run into the same folder
+    stops with an `OutputError` naming the run that holds it, before it reads or writes anything.
+    """
+    out = Path(out) if out is not None else default_output(inputs)
+    with RunDir(out, config.output.file_permissions).locked():
+        return _moderate(config, inputs, out, **options)
+
+
+def _moderate(
     config: JobConfig,
     inputs: list[str],
     out: Path | None = None,
@@ -323,7 +334,8 @@ def run(
         log.info("resuming run %s from its checkpoint: %d rows done, %d output parts", checkpoint.run_id,
                  checkpoint.counts.get("input_rows", 0), len(checkpoint.parts))
     try:
-        store = StateStore(Path(config.state.path).expanduser()) if config.state.path else None
+        store = (StateStore(Path(config.state.path).expanduser(), config.output.file_permissions)
+                 if config.state.path else None)
         try:
             return _run(config, files, rundir, checkpoint, previous is not None, clock, total, progress, stdin,
                         models, command, chain, current is not None, store, force)

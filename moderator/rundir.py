@@ -4,12 +4,18 @@
     DIR/audit.jsonl                   one line per input record
     DIR/quarantine.jsonl              records that could not be moderated, with reasons
     DIR/manifest.json                 written last: its presence with status "complete" marks a finished run
+    DIR/.lock                         while a run writes here: its OS file lock, naming it
 
 A run writes everything under `DIR/.partial/` and moves it into place only when it has finished,
 so a run that fails (or is killed) leaves nothing that looks like a finished output, and an
 `--overwrite` run that fails leaves the previous finished output as it was. The staging folder also
 holds the run's checkpoint (`checkpoint.py`): running the same command again continues the
 unfinished run instead of starting over; an unfinished run of other settings or inputs is removed.
+
+One run writes into a folder at a time: `RunDir.locked()` holds an exclusive `flock` on `DIR/.lock`
+for the whole run (the OS releases it when the process ends, even on SIGKILL, so a killed run never
+leaves a stale lock; a finished or failed run removes the file), and a second run into the same
+folder stops with a one-line error naming the holder instead of "resuming" the live run's checkpoint.
 
 Files are created with the run's file mode and folders with the matching folder mode (default
 0600 and 0700: owner only; `[output] file_mode`), whatever the umask.
@@ -18,10 +24,14 @@ Files are created with the run's file mode and folders with the matching folder 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import fcntl
 import json
 import logging
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +44,8 @@ from moderator.writers import PRIVATE, create_file, folder_mode, json_default
 log = logging.getLogger(__name__)
 
 OUTPUT, AUDIT, QUARANTINE, MANIFEST, STAGING = "output", "audit.jsonl", "quarantine.jsonl", "manifest.json", ".partial"
-KNOWN = {OUTPUT, AUDIT, QUARANTINE, MANIFEST, STAGING}
+LOCK = ".lock"
+KNOWN = {OUTPUT, AUDIT, QUARANTINE, MANIFEST, STAGING, LOCK}
 
 
 def default_output(specs: list[str]) -> Path:
@@ -88,11 +99,70 @@ def atomic_file(path: Path, file_mode: int = PRIVATE) -> Iterator[TextIO]:
         raise
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _holder(fd: int) -> str:
+    """Who holds a run folder's lock, from what it wrote into the lock file."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {info['pid']} on {info['host']}, since {info['since']}: {info['command']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a run that has not said who it is yet"
+
+
 class RunDir:
     def __init__(self, path: Path, file_mode: int = PRIVATE) -> None:
         self.path = path
         self.staging = path / STAGING
         self.file_mode = file_mode
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run folder's lock for the block; `OutputError` naming the holder when another run
+        holds it. A folder this call had to create is removed again if the block leaves nothing in it
+        (a run that failed before writing, e.g. on a bad input file)."""
+        created = not self.path.exists()
+        if self.path.exists() and not self.path.is_dir():
+            raise OutputError(f"{self.path}: exists and is not a folder")
+        while True:
+            try:
+                if not self.path.is_dir():
+                    self.path.mkdir(parents=True, exist_ok=True)
+                    os.chmod(self.path, folder_mode(self.file_mode))
+                fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, self.file_mode)
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, self.file_mode)
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot write here ({exc.strerror})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise OutputError(f"{self.path}: another moderator run is writing here ({holder}); wait for it "
+                                  "to finish, or choose another --out") from None
+            try:  # the holder before us may have removed the folder it created: lock the file that is there now
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path / LOCK))
+            except OSError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": _now(),
+                                     "command": " ".join(sys.argv)}).encode() + b"\n")
+            yield
+        finally:
+            try:  # removed while still held: a run waiting on this file sees it gone and retries (samestat)
+                os.unlink(self.path / LOCK)
+                if created and not any(self.path.iterdir()):
+                    self.path.rmdir()
+            except OSError:
+                pass
+            os.close(fd)
 
     def finished(self) -> dict[str, Any] | None:
         """The manifest of a finished run in this folder, or None."""

@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from dataclasses import asdict
@@ -43,6 +44,7 @@ from moderator import __version__, records
 from moderator.audit import sha256_text
 from moderator.config import JobConfig
 from moderator.errors import OutputError
+from moderator.writers import PRIVATE, make_folder
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +90,20 @@ def fingerprint(config: JobConfig, model_ids: dict[str, str | None], cascade_act
 class StateStore:
     """The SQLite file of an incremental job. One writer at a time (SQLite's own lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, file_mode: int = PRIVATE) -> None:
+        """Open (or create) the store. A new store file gets `file_mode` whatever the umask (it holds ids,
+        decisions and rewrites); SQLite gives its -wal and -shm files the mode of the database file."""
         self.path = Path(path)
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.parent.is_dir():
+                make_folder(self.path.parent, file_mode)
+            if not self.path.exists():
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, file_mode)
+                try:
+                    os.fchmod(fd, file_mode)
+                finally:
+                    os.close(fd)
             # The local executor looks posts up in its scoring thread and stores decisions in its
             # rewriting thread: one connection, used by one thread at a time (self._lock).
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)

@@ -394,6 +394,29 @@ def test_file_mode_can_be_configured(tiny, tmp_path):
     assert result.exit_code == 2 and "must let the owner read and write" in error_line(result)
 
 
+def test_the_state_store_report_and_dsa_export_get_the_file_mode_too(tiny, tmp_path):
+    """The state store holds ids, decisions and rewrites: owner-only under umask 022 like the run's files
+    (it was 0644), SQLite's -wal/-shm files included; a configured group-readable mode applies to it too."""
+    posts = write_jsonl(tmp_path / "posts.jsonl", [{"id": str(i), "text": t} for i, t in enumerate(POSTS)])
+    old = os.umask(0o022)
+    try:
+        batch(tiny, str(posts), "--out", str(tmp_path / "run"), "--state", str(tmp_path / "state" / "db.sqlite"))
+        report = CliRunner().invoke(cli, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "r.json")])
+        assert report.exit_code == 0, report.output
+        job = tmp_path / "job.toml"
+        job.write_text('[output]\nfile_mode = "0640"\n')
+        batch(tiny, str(posts), "--out", str(tmp_path / "group"), "--config", str(job),
+              "--state", str(tmp_path / "group-state.sqlite"))
+    finally:
+        os.umask(old)
+    store = _modes(tmp_path / "state")
+    assert "state/db.sqlite" in store
+    for name, mode in store.items():
+        assert mode == (0o700 if (tmp_path / name).is_dir() else 0o600), (name, oct(mode))
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "group-state.sqlite").stat().st_mode) == 0o640
+
+
 def test_lines_stay_valid_utf8_and_verifiable_whatever_the_strings(tmp_path):
     """A lone surrogate (JSON input may escape one) cannot be written as UTF-8: that line gets \\u escapes."""
     run = tmp_path / "run"

@@ -50,6 +50,9 @@ def test_ints_are_accepted_for_floats_and_lists_become_tuples(tmp_path):
         ("[policy\n", "is not valid TOML"),
         ("[output]\nfile_mode = 'rw-------'\n", "file_mode = 'rw-------' is not an octal mode"),
         ("[output]\nfile_mode = '0044'\n", "must let the owner read and write"),
+        ("[output]\nfile_mode = '0777'\n", "sets execute bits"),
+        ("[output]\nfile_mode = '0700'\n", "sets execute bits"),
+        ("[output]\nfile_mode = '0666'\n", "lets any user write"),
         ("[output]\naudit_text = 'yes'\n", "audit_text must be bool, not str"),
     ],
 )
