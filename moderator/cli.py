@@ -250,9 +250,14 @@ def _summary(result: Any) -> None:
     summary = ", ".join(f"{k} {v}" for k, v in {**counts["actions"], "quarantine": counts["quarantined_rows"]}.items())
     if counts.get("carried_over"):
         summary += f", carried over {counts['carried_over']}"
-    resumed = f" (resumed {len(manifest['resumed'])}x from checkpoints)" if manifest.get("resumed") else ""
-    click.echo(f"moderated {counts['input_rows']} posts in {manifest['timings_s']['total']:.1f} s "
-               f"({manifest['posts_per_s']} posts/s){resumed}: {summary}", err=True)
+    here = manifest.get("rows_this_process", counts["input_rows"])
+    if manifest.get("resumed") and here != counts["input_rows"]:
+        click.echo(f"resumed from a checkpoint ({len(manifest['resumed'])}x): moderated the last {here} of "
+                   f"{counts['input_rows']} posts in {manifest['timings_s']['total']:.1f} s "
+                   f"({manifest['posts_per_s']} posts/s); the whole run: {summary}", err=True)
+    else:
+        click.echo(f"moderated {counts['input_rows']} posts in {manifest['timings_s']['total']:.1f} s "
+                   f"({manifest['posts_per_s']} posts/s): {summary}", err=True)
     toxic = counts["output_rows"] - counts["actions"].get("allow", 0)
     if toxic:
         reasons = counts.get("reasons", {})
@@ -474,7 +479,9 @@ class _errors:
             click.echo("Error: out of memory; lower --batch-size or [classifier] batch_size", err=True)
             self.ctx.exit(1)
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        click.echo(f"Internal error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True)
+        command = self.ctx.command_path.partition(" ")[2]  # "batch", "audit verify"
+        click.echo(f"Internal error: {type(exc).__name__}: {first} (for the traceback run it again as "
+                   f"`moderate --debug {command} ...`)", err=True)
         self.ctx.exit(1)
         return True
 

@@ -382,6 +382,7 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
                       (chain, checkpoint.run_id, thresholds, ids, config.output.audit_text),
                       steps.labels, checkpoint, resume, checkpoints=resumable)
     outputs.save_checkpoint(checkpoint.position if resume else (0, 0))  # records models, run id and resume times
+    done_before = outputs.counts.input_rows  # rows an interrupted process of this run already moderated
     carry = None
     if store is not None:
         cascade = bool((steps.classifier_info.get("cascade") or {}).get("active"))
@@ -426,7 +427,8 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
         "state": None if carry is None else {"path": str(store.path), "fingerprint": carry.fingerprint, "force": force},
         "quarantine": quarantine_share(counts.to_dict(), config.output.max_quarantine_share),
         "timings_s": {k: round(v, 3) for k, v in {**timings, "total": elapsed}.items()},
-        "posts_per_s": round(counts.input_rows / elapsed, 2) if elapsed > 0 else None,
+        "rows_this_process": counts.input_rows - done_before,  # the rest came from the checkpoint
+        "posts_per_s": round((counts.input_rows - done_before) / elapsed, 2) if elapsed > 0 else None,
     }
     rundir.commit(manifest)
     return RunResult(rundir.path, manifest, partial=manifest["quarantine"]["above_max"])

@@ -18,6 +18,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,28 @@ def json_default(value: Any) -> Any:
 
 
 def json_line(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, default=json_default, separators=(",", ":")) + "\n"
+    """One line of strict JSON. NaN and +-Infinity (JSON has none; Python's `json` reads and writes them,
+    so a JSONL input may hold them) are written as null: bare `NaN` would make the line unreadable
+    to every other JSON parser."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False, default=json_default, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(obj), ensure_ascii=False, default=json_default, separators=(",", ":"),
+                          allow_nan=False)
+    return text + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float (also inside lists, dicts and numpy scalars) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return _finite(value.item())
+    return value
 
 
 PRIVATE = 0o600  # the default file mode: owner read and write only

@@ -151,3 +151,21 @@ def test_show_prints_decisions_of_a_finished_run(invoke, tmp_path):
     assert "6 posts" in result.output and result.output.count("  post: ") == 2
     assert result.output.count("  rewrite: ") + result.output.count("[review") >= 2
     assert_one_line_error(CliRunner().invoke(cli, ["show", str(tmp_path)]), 3, "no finished run")
+
+
+def test_an_internal_error_names_the_debug_command_that_works(tiny, tmp_path, monkeypatch):
+    """The hint must be a command line that really shows the traceback: --debug belongs to `moderate`,
+    before the subcommand (`moderate batch --debug` is a usage error)."""
+    import moderator.pipeline
+
+    def broken(*args, **kwargs):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(moderator.pipeline, "run", broken)
+    posts = write_jsonl(tmp_path / "posts.jsonl", [{"text": t} for t in POSTS])
+    args = ["batch", str(posts), "--classifier", str(tiny.classifier), "--no-rewrite"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "run it again as `moderate --debug batch ...`" in result.stderr, result.stderr
+    debug = CliRunner().invoke(cli, ["--debug", *args])
+    assert isinstance(debug.exception, KeyError)  # the traceback is there

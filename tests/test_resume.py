@@ -65,12 +65,15 @@ def assert_same_run(resumed: Path, uninterrupted: Path) -> None:
     assert not (resumed / ".partial").exists()
 
 
-def moderate(tiny, inputs: list[Path], out: Path, job: Path, fault: str | None = None) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "moderator", "batch", *map(str, inputs), "--out", str(out), "--config", str(job),
+def moderate_argv(tiny, inputs: list[Path], out: Path, job: Path) -> list[str]:
+    return [sys.executable, "-m", "moderator", "batch", *map(str, inputs), "--out", str(out), "--config", str(job),
             "--classifier", str(tiny.classifier), "--rewriter-base", str(tiny.decoder), "--adapter", str(tiny.adapter),
             "--engine", "hf", "--batch-size", "8", "--rewrite-threshold", "0", "--remove-threshold", "1", "-q"]
+
+
+def moderate(tiny, inputs: list[Path], out: Path, job: Path, fault: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "MODERATOR_FAULT": fault or ""}
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(moderate_argv(tiny, inputs, out, job), env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -228,3 +231,22 @@ def test_parts_appear_whole_and_the_checkpoint_matches_them(tiny, hf_models, cor
     import hashlib
 
     assert hashlib.sha256(audit[-1]).hexdigest() == head
+
+
+def test_a_resumed_run_says_how_many_rows_it_moderated_itself(tiny, corpus, tmp_path):
+    """The summary of a resumed run does not claim the rows of the process that was killed, nor their speed."""
+    job = tmp_path / "job.toml"
+    job.write_text('[output]\nrows_per_shard = 5\nformat = "parquet"\n')
+    out = tmp_path / "resumed"
+    killed = moderate(tiny, corpus, out, job, "checkpoint:2")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    before = Checkpoint.load(out / ".partial").counts["input_rows"]
+    assert before > 0
+    argv = [a for a in moderate_argv(tiny, corpus, out, job) if a != "-q"]
+    finished = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 7, finished.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    total = manifest["counts"]["input_rows"]
+    assert manifest["rows_this_process"] == total - before
+    assert f"moderated the last {total - before} of {total} posts" in finished.stderr, finished.stderr
+    assert f"moderated {total} posts in" not in finished.stderr

@@ -75,3 +75,32 @@ def test_quarantine_records_keep_everything():
     assert first == {"id": "a", "source": "f.parquet", "row": 0, "reason": "text_null",
                      "detail": "the text is null", "record": {"text": None, "lang": "en"}}
     assert second["raw"] == "not json" and second["line"] == 2 and second["reason"] == "invalid_json"
+
+
+def test_non_finite_numbers_are_written_as_null_so_every_line_stays_json():
+    def strict(line: str):
+        return json.loads(line, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
+
+    row = {"a": float("nan"), "b": [1.5, float("inf")], "c": {"d": float("-inf")}, "e": 2.0}
+    assert strict(json_line(row)) == {"a": None, "b": [1.5, None], "c": {"d": None}, "e": 2.0}
+    assert json_line({"x": 1}) == '{"x":1}\n'
+
+
+def test_nan_and_infinity_in_a_jsonl_input_come_out_as_valid_json(tiny, tmp_path):
+    """Python's json reads NaN/Infinity from a JSONL input; the JSONL output must not write them back bare."""
+    from click.testing import CliRunner
+    from conftest import POSTS
+
+    from moderator.cli import cli
+
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": "a", "text": "%s", "score": NaN, "w": [Infinity, 1]}\n{"id": "b", "text": "%s", '
+                     '"score": 0.5, "w": [2, 3]}\n' % (POSTS[1], POSTS[3]))
+    result = CliRunner().invoke(cli, ["batch", str(posts), "--out", str(tmp_path / "run"), "--classifier",
+                                      str(tiny.classifier), "--no-rewrite"])
+    assert result.exit_code == 0, result.output
+    rows = []
+    for name in ("output/part-00000.jsonl", "audit.jsonl"):
+        for line in (tmp_path / "run" / name).read_text().splitlines():
+            rows.append(json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c))))
+    assert [(r["score"], r["w"]) for r in rows[:2]] == [(None, [None, 1.0]), (0.5, [2.0, 3.0])]
