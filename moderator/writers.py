@@ -18,6 +18,7 @@ import base64
 import datetime as dt
 import decimal
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -70,6 +71,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
+log = logging.getLogger(__name__)
 PRIVATE = 0o600  # the default file mode: owner read and write only
 
 
@@ -211,6 +213,7 @@ class PartWriter:
         self._handle = None  # the open part's file (Parquet)
         self._schema: pa.Schema | None = None
         self._rows = 0
+        self.rewritten: set[str] = set()  # parts rewritten to the common schema on closing (hashes change)
         try:
             make_folder(folder, file_mode)
             keep = {p["file"] for p in self.parts}
@@ -297,7 +300,85 @@ class PartWriter:
 
     def close(self) -> list[dict[str, Any]]:
         self._finish_part()
+        if self.format == "parquet":
+            self._unify_parts()
         return self.parts
+
+    def _unify_parts(self) -> None:
+        """Give every Parquet part one schema, so the output folder reads back as one dataset.
+
+        A column whose type changed between input files or batches (an int here, a float or a string
+        there) started a new part (`conform`); here the earlier parts are rewritten to the common type:
+        Arrow's permissive promotion where one exists (int -> double, null -> anything), else text (numbers
+        as digits, nested values as JSON). Rare, and only the parts whose schema differs are rewritten.
+        """
+        paths = [self.folder / part["file"] for part in self.parts]
+        try:
+            schemas = [pq.read_schema(path).remove_metadata() for path in paths]
+        except (OSError, pa.ArrowException) as exc:
+            raise OutputError(f"{self.folder}: cannot read an output part back ({exc})") from None
+        if len({schema.to_string() for schema in schemas}) <= 1:
+            return
+        target = common_schema(schemas)
+        for path, schema in zip(paths, schemas):
+            if schema.equals(target):
+                continue
+            changed = [f"{f.name}: {f.type}" for f in target
+                       if f.name not in schema.names or schema.field(f.name).type != f.type]
+            log.warning("%s: column types differ between output parts; rewriting it with %s", path.name,
+                        ", ".join(changed))
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                with create_file(tmp, self.file_mode, binary=True) as handle:
+                    writer = pq.ParquetWriter(handle, target, compression=self.compression)
+                    for batch in pq.ParquetFile(path).iter_batches():
+                        writer.write_batch(cast_to(batch, target))
+                    writer.close()
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+                self.rewritten.add(path.name)
+            except (OSError, pa.ArrowException) as exc:
+                tmp.unlink(missing_ok=True)
+                raise OutputError(f"{path}: cannot rewrite to the common schema ({exc})") from None
+        fsync_folder(self.folder)
+
+
+def common_schema(schemas: list[pa.Schema]) -> pa.Schema:
+    """One schema for all: each column's types promoted permissively, text where no promotion exists."""
+    fields: dict[str, list[pa.DataType]] = {}
+    for schema in schemas:
+        for f in schema:
+            fields.setdefault(f.name, []).append(f.type)
+    out = []
+    for name, types in fields.items():
+        try:
+            merged = pa.unify_schemas([pa.schema([(name, t)]) for t in types], promote_options="permissive")
+            out.append(merged.field(name))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            out.append(pa.field(name, pa.string()))
+    return pa.schema(out)
+
+
+def cast_to(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """`batch` in `schema`: absent columns as nulls, others cast (text from JSON where Arrow cannot cast)."""
+    columns = []
+    for f in schema:
+        if f.name not in batch.schema.names:
+            columns.append(pa.nulls(batch.num_rows, f.type))
+            continue
+        column = batch.column(f.name)
+        if column.type == f.type:
+            columns.append(column)
+            continue
+        try:
+            columns.append(column.cast(f.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if f.type != pa.string():
+                raise
+            columns.append(pa.array([None if v is None else json_line(v).rstrip("\n") for v in column.to_pylist()],
+                                    pa.string()))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def fsync_folder(path: Path) -> None:

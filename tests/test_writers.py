@@ -104,3 +104,39 @@ def test_nan_and_infinity_in_a_jsonl_input_come_out_as_valid_json(tiny, tmp_path
         for line in (tmp_path / "run" / name).read_text().splitlines():
             rows.append(json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c))))
     assert [(r["score"], r["w"]) for r in rows[:2]] == [(None, [None, 1.0]), (0.5, [2.0, 3.0])]
+
+
+def test_parts_with_drifted_column_types_are_unified_and_read_back_as_one_dataset(tmp_path):
+    writer = PartWriter(tmp_path / "out", "parquet", rows_per_shard=100)
+    writer.write(pa.RecordBatch.from_pydict({"a": [1, 2], "n": [1, 2], "s": [{"k": 1}, None]}))
+    writer.write(pa.RecordBatch.from_pydict({"a": ["three"], "n": [3.5], "s": ["text"]}))  # drifted: new part
+    writer.write(pa.RecordBatch.from_pydict({"a": [4], "n": [4], "s": [None]}))
+    parts = writer.close()
+    assert [p["rows"] for p in parts] == [2, 1, 1]  # each drift started a part
+    schemas = {pq.read_schema(tmp_path / "out" / p["file"]).remove_metadata().to_string() for p in parts}
+    assert len(schemas) == 1
+    table = pq.read_table(tmp_path / "out")  # one dataset
+    assert table.column("a").to_pylist() == ["1", "2", "three", "4"]
+    assert table.column("n").to_pylist() == [1.0, 2.0, 3.5, 4.0]
+    assert table.column("s").to_pylist() == ['{"k":1}', None, "text", None]
+
+
+def test_parquet_inputs_with_different_column_types_give_one_readable_output(tiny, tmp_path):
+    from click.testing import CliRunner
+    from conftest import POSTS, write_parquet
+
+    from moderator.cli import cli
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_parquet(inputs / "a.parquet", {"text": POSTS[:3], "score": [1, 2, 3]})
+    write_parquet(inputs / "b.parquet", {"text": POSTS[3:], "score": ["high", "low", None]})
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["batch", str(inputs), "--out", str(out), "--classifier", str(tiny.classifier),
+                                      "--no-rewrite"])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out / "output")
+    assert table.num_rows == len(POSTS)
+    assert table.column("score").to_pylist() == ["1", "2", "3", "high", "low", None]
+    verified = CliRunner().invoke(cli, ["audit", "verify", str(out)])
+    assert verified.exit_code == 0, verified.output
