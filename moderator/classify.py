@@ -11,9 +11,10 @@ Multi-label models (sigmoid per label): toxicity = the highest toxic label's pro
 
 Posts of more than one sentence are also scored sentence by sentence (sentences.py), in the same
 forward passes as the posts: the policy rewrites only the toxic sentences of a long post. A post
-longer than the classifier's window (`max_length` tokens) is scored in full that way: its toxicity
-is the highest of its own score (of the window) and its sentences' scores, so harmless padding
-cannot hide a toxic sentence past the window. A post that fits keeps its own score: a sentence read
+longer than the classifier's window (`max_length` tokens) is read in full: every text (post or
+sentence) longer than the window is scored in overlapping windows and takes its most toxic window's
+score, and such a post's toxicity is the highest of that and its sentences' scores, so harmless
+padding (or one endless run-on sentence) cannot hide toxic text past the window. A post that fits keeps its own score: a sentence read
 out of context is more often mistaken for toxic than the post it stands in.
 """
 
@@ -38,7 +39,6 @@ TOXIC_NAMES = re.compile(
     r"toxic|hate|offensive|obscene|insult|threat|abuse|abusive|harass|profan|severe|identity_attack|sexual_explicit",
     re.IGNORECASE,
 )
-CHARS_PER_TOKEN_CAP = 32  # posts are cut to max_length * this many characters before tokenizing
 SENTENCES_TYPE = pa.list_(pa.struct([pa.field("start", pa.int32()), pa.field("end", pa.int32()),
                                      pa.field("toxicity", pa.float32())]))
 
@@ -135,20 +135,34 @@ class Classifier:
             return self._predict(texts)
 
     def _predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every text is read to its end: one longer than the window is cut into overlapping windows
+        (the tokenizer's overflow, a quarter of the window shared), and its probabilities are those of
+        its most toxic window. `full`: the text did not fit one window."""
         torch = self._torch
-        cap = self.max_length * CHARS_PER_TOKEN_CAP
-        encoded = self.tokenizer(
-            [t[:cap] for t in texts], truncation=True, max_length=self.max_length, padding=False
-        )
-        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False,
+                                 return_overflowing_tokens=True, stride=self.max_length // 4)
+        owner = encoded.pop("overflow_to_sample_mapping", None)  # window -> text (fast tokenizers)
+        if owner is None:  # a slow tokenizer: one window per text, cut at the window
+            owner = list(range(len(texts)))
+        window_probs = np.empty((len(owner), len(self.labels)), dtype=np.float32)
         with torch.inference_mode():
             for chunk, batch in padded_batches(self.tokenizer, encoded, self.config.batch_size,
                                                self.config.max_batch_tokens, self.max_length):
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 logits = self.model(**batch).logits[: len(chunk)].float()
                 p = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-                probs[chunk] = p.cpu().numpy()
-        full = np.array([len(ids) >= self.max_length for ids in encoded["input_ids"]], dtype=bool)
+                window_probs[chunk] = p.cpu().numpy()
+        owner = np.asarray(owner)
+        if len(owner) == len(texts):  # nothing overflowed: windows are the texts
+            full = np.array([len(ids) >= self.max_length for ids in encoded["input_ids"]], dtype=bool)
+            return window_probs, full
+        toxicity = self.toxicity(window_probs)
+        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        best = np.full(len(texts), -1.0)
+        for w, t in enumerate(owner):
+            if toxicity[w] > best[t]:
+                best[t], probs[t] = toxicity[w], window_probs[w]
+        full = np.bincount(owner, minlength=len(texts)) > 1
         return probs, full
 
     def toxicity(self, probs: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 from conftest import SHARED_DATA, read_output, write_parquet
@@ -90,3 +91,23 @@ def test_bfloat16_scores_stay_within_the_stated_tolerance_of_float32(classifier)
     assert len(texts) > 300
     assert abs(low - fp32).max() <= BF16_TOLERANCE
     assert ((low >= 0.5) != (fp32 >= 0.5)).mean() <= 0.005
+
+
+def test_toxic_text_past_the_window_is_read_whatever_the_padding(classifier):
+    """Padding cannot hide an insult: not with harmless sentences before it, not inside one endless
+    run-on sentence with no punctuation (one sentence longer than the window), not in a huge post."""
+    insult = "You are a worthless idiot and a stupid moron, I hate you."
+    harmless = "The committee met on Tuesday to discuss the new schedule for the park"
+    run_on = " and ".join([harmless] * 40) + " and " + insult.rstrip(".")
+    sentences_ = " ".join([harmless + "."] * 30) + " " + insult
+    huge = " ".join([harmless + "."] * 600) + " " + insult  # ~9,000 tokens
+    alone = float(classifier.toxicity(classifier.predict([insult]))[0])
+    assert alone > 0.9
+    probs, full = classifier.predict_windowed([run_on, harmless])
+    assert list(full) == [True, False]
+    assert classifier.toxicity(probs)[0] > 0.9 and classifier.toxicity(probs)[1] < 0.5
+    from moderator import records
+
+    batch = pa.RecordBatch.from_pydict({records.TEXT: [run_on, sentences_, huge, harmless]})
+    scored = classifier(batch).column(records.TOXICITY).to_pylist()
+    assert [t > 0.9 for t in scored] == [True, True, True, False], scored
