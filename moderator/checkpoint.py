@@ -132,6 +132,8 @@ class Checkpoint:
         if any(not (staging / OUTPUT / p["file"]).is_file() for p in self.parts):
             return "an output part it recorded is missing"
         for item, done in zip(files, self.inputs_done):
+            if not os.path.isfile(item.path):  # a device or pipe (a link to /dev/zero) may never end
+                return f"{item.path} is not a regular file, so it cannot be read again to check it"
             if readers.content_sha256(item) != done.get("sha256"):
                 return f"{item.path} changed (its sha256 differs)"
         return None

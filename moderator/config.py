@@ -74,9 +74,14 @@ class InputConfig:
         "column holding the post's id; rows without one get a stable id from file name and row", "id"
     )
     batch_size: int = _help("rows per record batch read from the input and passed through the steps", 512)
+    max_record_bytes: int = _help(
+        "largest record read: a JSONL line or Parquet text over this many bytes is quarantined "
+        "(record_too_large, keeping its size and first bytes) without being held; a JSONL line that has not "
+        "ended after 64 times this many bytes (a link to /dev/zero) is not read to its end, and its file is "
+        "not read further", 8 << 20)
 
     def __post_init__(self) -> None:
-        _check_positive("input", batch_size=self.batch_size)
+        _check_positive("input", batch_size=self.batch_size, max_record_bytes=self.max_record_bytes)
         if not self.text_column:
             raise ConfigError("[input] text_column must not be empty")
 

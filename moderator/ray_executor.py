@@ -116,7 +116,7 @@ def read_files(tasks: pa.Table, config: JobConfig, files: list[readers.InputFile
         index, skip = task["file"], task["skip"]
         item = files[index]
         reader = readers.open_reader(item, config.input.batch_size, config.input.text_column, None,
-                                     config.input.id_column)
+                                     config.input.id_column, config.input.max_record_bytes)
         clock: Counter = Counter()
         for first, batch in reader.batches_from(skip, clock):
             # The read time since the previous batch went out (batches before `skip` included).

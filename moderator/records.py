@@ -78,6 +78,7 @@ QUARANTINE_REASONS = {
     "text_null": "the text is null",
     "text_not_string": "the text is not a string",
     "text_empty": "the text is empty or only whitespace",
+    "record_too_large": "the line (JSONL) or text (Parquet) is over [input] max_record_bytes; not kept whole",
 }
 
 

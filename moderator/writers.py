@@ -308,9 +308,10 @@ class PartWriter:
         """Give every Parquet part one schema, so the output folder reads back as one dataset.
 
         A column whose type changed between input files or batches (an int here, a float or a string
-        there) started a new part (`conform`); here the earlier parts are rewritten to the common type:
-        Arrow's permissive promotion where one exists (int -> double, null -> anything), else text (numbers
-        as digits, nested values as JSON). Rare, and only the parts whose schema differs are rewritten.
+        there) started a new part (`conform`); here the parts are rewritten to the common type: Arrow's
+        permissive promotion where one exists (int -> double, null -> anything), else JSON text in every
+        part (as the JSONL reader keeps mixed keys: 5 and "5" stay apart). Rare, and only the parts
+        whose schema differs or that hold such a column are rewritten.
         """
         paths = [self.folder / part["file"] for part in self.parts]
         try:
@@ -319,9 +320,9 @@ class PartWriter:
             raise OutputError(f"{self.folder}: cannot read an output part back ({exc})") from None
         if len({schema.to_string() for schema in schemas}) <= 1:
             return
-        target = common_schema(schemas)
+        target, as_json = common_schema(schemas)
         for path, schema in zip(paths, schemas):
-            if schema.equals(target):
+            if schema.equals(target) and not as_json & set(schema.names):
                 continue
             changed = [f"{f.name}: {f.type}" for f in target
                        if f.name not in schema.names or schema.field(f.name).type != f.type]
@@ -332,7 +333,7 @@ class PartWriter:
                 with create_file(tmp, self.file_mode, binary=True) as handle:
                     writer = pq.ParquetWriter(handle, target, compression=self.compression)
                     for batch in pq.ParquetFile(path).iter_batches():
-                        writer.write_batch(cast_to(batch, target))
+                        writer.write_batch(cast_to(batch, target, as_json))
                     writer.close()
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -344,40 +345,35 @@ class PartWriter:
         fsync_folder(self.folder)
 
 
-def common_schema(schemas: list[pa.Schema]) -> pa.Schema:
-    """One schema for all: each column's types promoted permissively, text where no promotion exists."""
+def common_schema(schemas: list[pa.Schema]) -> tuple[pa.Schema, set[str]]:
+    """One schema for all, and the columns that become JSON text: each column's types promoted
+    permissively, JSON text where no promotion exists."""
     fields: dict[str, list[pa.DataType]] = {}
     for schema in schemas:
         for f in schema:
             fields.setdefault(f.name, []).append(f.type)
-    out = []
+    out, as_json = [], set()
     for name, types in fields.items():
         try:
             merged = pa.unify_schemas([pa.schema([(name, t)]) for t in types], promote_options="permissive")
             out.append(merged.field(name))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             out.append(pa.field(name, pa.string()))
-    return pa.schema(out)
+            as_json.add(name)
+    return pa.schema(out), as_json
 
 
-def cast_to(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """`batch` in `schema`: absent columns as nulls, others cast (text from JSON where Arrow cannot cast)."""
+def cast_to(batch: pa.RecordBatch, schema: pa.Schema, as_json: set[str] = frozenset()) -> pa.RecordBatch:  # type: ignore[assignment]
+    """`batch` in `schema`: absent columns as nulls, `as_json` columns as JSON text, others cast."""
     columns = []
     for f in schema:
         if f.name not in batch.schema.names:
             columns.append(pa.nulls(batch.num_rows, f.type))
-            continue
-        column = batch.column(f.name)
-        if column.type == f.type:
-            columns.append(column)
-            continue
-        try:
-            columns.append(column.cast(f.type))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            if f.type != pa.string():
-                raise
-            columns.append(pa.array([None if v is None else json_line(v).rstrip("\n") for v in column.to_pylist()],
-                                    pa.string()))
+        elif f.name in as_json:
+            values = batch.column(f.name).to_pylist()
+            columns.append(pa.array([None if v is None else json_line(v).rstrip("\n") for v in values], pa.string()))
+        else:
+            columns.append(batch.column(f.name).cast(f.type))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 

@@ -186,3 +186,58 @@ def test_prepare_without_id_column_derives_stable_ids():
     batch = pa.RecordBatch.from_pydict({"text": ["a", "b"], records.SOURCE: ["d/x.jsonl"] * 2, records.ROW: [4, 9]})
     out = records.Prepare("text", "id")(batch)
     assert out.column(records.ID).to_pylist() == ["d/x.jsonl:4", "d/x.jsonl:9"]
+
+
+def test_discover_skips_run_folders_but_reads_lookalikes(tmp_path, caplog):
+    day = tmp_path / "day"
+    write_jsonl(day / "a.jsonl", [{"text": "x"}])
+    run = day / "run"  # a finished run: moderator's manifest
+    write_jsonl(run / "audit.jsonl", [{"id": "a"}])
+    write_jsonl(run / "output" / "part-00000.jsonl", [{"text": "x", "moderation": {}}])
+    (run / "manifest.json").write_text(json.dumps({"moderator_version": "1", "run_id": "r", "status": "complete"},
+                                                  indent=2))
+    write_jsonl(day / "crashed" / ".partial" / "audit.jsonl", [{"id": "a"}])  # an unfinished one
+    write_jsonl(day / "other" / "b.jsonl", [{"text": "y"}])  # another tool's manifest: not a run folder
+    (day / "other" / "manifest.json").write_text('{"files": ["b.jsonl"]}')
+    write_jsonl(day / "mine" / "c.jsonl", [{"text": "z"}])  # this run's own output folder
+    caplog.set_level("INFO", logger="moderator.readers")
+    found = readers.discover([str(day)], exclude=day / "mine")
+    assert [f.name for f in found] == ["a.jsonl", "other/b.jsonl"]
+    assert f"skipping {day / 'crashed'}, a moderator run folder" in caplog.text
+    assert f"skipping {run}, a moderator run folder" in caplog.text
+    assert f"skipping {day / 'mine'}, this run's output folder" in caplog.text
+    globbed = readers.discover([str(day / "*" / "*.jsonl")], exclude=day / "mine")
+    assert [f.name for f in globbed] == ["other/b.jsonl"]
+    for spec in (run, run / "audit.jsonl", run / "output" / "part-00000.jsonl", day / "crashed" / ".partial"):
+        with pytest.raises(InputError, match="moderator run folder") as error:
+            readers.discover([str(spec)])
+        assert str(error.value).startswith(f"{spec}: is ")
+    with pytest.raises(InputError, match="every file that matches is in a moderator run folder"):
+        readers.discover([str(run / "*.jsonl")])
+
+
+def test_jsonl_lines_over_the_limit_are_skipped_in_bounded_pieces(tmp_path, caplog):
+    data = (b'{"text": "a"}\n' + b'{"text": "' + b"x" * 500 + b'"}\r\n' + b'{"text": "' + b"y" * 88 + b'"}\n'
+            + b'{"text": "b"}\n' + b"z" * 100_000 + b'\n{"text": "never read"}\n')
+    [item] = readers.discover(["-"])
+    reader = readers.open_reader(item, 2, "text", io.BytesIO(data), max_record_bytes=100)
+    table = pa.Table.from_batches(list(reader))
+    assert table.column(records.ROW).to_pylist() == [0, 1, 2, 3, 4]
+    assert table.column(records.QUARANTINE).to_pylist() == [None, "record_too_large", None, None, "record_too_large"]
+    details = table.column(records.DETAIL).to_pylist()
+    assert details[1] == "line of 513 bytes is over [input] max_record_bytes = 100; raw holds its first 100 bytes"
+    assert details[4].startswith("line longer than 6400 bytes, not read to its end")  # 64 times the limit
+    assert [len(raw) for raw in table.column(records.RAW).to_pylist()] == [13, 100, 100, 13, 100]
+    assert reader.stats.rows == 5 and "has not ended after 6400 bytes; stopped reading this file" in caplog.text
+
+
+def test_parquet_view_types_are_read_as_large_types(tmp_path):
+    path = write_parquet(tmp_path / "p.parquet", {"text": pa.array(["a", "b"], pa.string_view()),
+                                                  "tags": pa.array([["x"], []], pa.list_view(pa.string_view()))})
+    [item] = readers.discover([str(path)])
+    assert readers.check_schema(item, "text") == 2
+    _, _, table = read_all(item)
+    assert table.schema.field("text").type == pa.large_string()
+    assert table.schema.field("tags").type == pa.large_list(pa.large_string())
+    assert table.column("tags").to_pylist() == [["x"], []]
+    assert table.filter(pa.array([True, False])).column("text").to_pylist() == ["a"]  # no kernel for views

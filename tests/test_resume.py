@@ -250,3 +250,28 @@ def test_a_resumed_run_says_how_many_rows_it_moderated_itself(tiny, corpus, tmp_
     assert manifest["rows_this_process"] == total - before
     assert f"moderated the last {total - before} of {total} posts" in finished.stderr, finished.stderr
     assert f"moderated {total} posts in" not in finished.stderr
+
+
+def test_resuming_never_reads_an_endless_input_again(tmp_path):
+    """A finished input that is a device (a link to /dev/zero) cannot be hashed again to check it: the
+    checkpoint is not continued (the run starts over) instead of reading forever."""
+    from moderator.checkpoint import identity
+    from moderator.config import JobConfig
+    from moderator.readers import InputFile
+
+    zero = tmp_path / "zero.jsonl"
+    zero.symlink_to("/dev/zero")
+    files = [InputFile(str(zero), "zero.jsonl", "jsonl")]
+    current = identity(JobConfig(), files)
+    checkpoint = Checkpoint(current, "run", "now", {}, inputs_done=[{"sha256": "0" * 64}])
+    staging = tmp_path / "staging"
+    (staging / "output").mkdir(parents=True)
+    for name in ("audit.jsonl", "quarantine.jsonl"):
+        (staging / name).write_bytes(b"")
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("hashing /dev/zero never ends"))
+    signal.alarm(30)
+    try:
+        reason = checkpoint.why_not(current, files, staging)
+    finally:
+        signal.alarm(0)
+    assert reason == f"{zero} is not a regular file, so it cannot be read again to check it"
