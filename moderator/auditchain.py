@@ -24,6 +24,13 @@ cutting the file short, therefore breaks a link. Anyone can re-check a log witho
 says which line was changed first and how. `seq` is there for that diagnosis: a line that holds the
 wrong number tells a deleted line from an edited one without keeping the log in memory.
 
+The same pass counts the log's lines per action, reason and quarantine reason, and `verify_run`
+holds the manifest's `counts` against them (a forged count is a `counts` problem), then re-hashes
+and re-counts every output part against the manifest's `output` section (`parts` rows and
+`sha256` per part; a part cut, edited, removed or added is an `output` problem). A manifest written
+before parts were hashed is checked as far as it goes, with a note saying what was not checkable.
+`verify_runs` is the one check behind both `moderate audit verify` and `moderate report`.
+
 A chain proves that a log changed after it was written, not who wrote it: whoever can rewrite both
 a log and its manifest can rebuild the chain. Continuing each night's chain from the previous run,
 and keeping the heads somewhere else too (the scheduler's log), closes that gap: a rebuilt log no
@@ -35,14 +42,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from moderator.errors import ConfigError, InputError
-from moderator.rundir import AUDIT, MANIFEST, RunDir
+from moderator.rundir import AUDIT, MANIFEST, OUTPUT, RunDir
 from moderator.writers import PRIVATE, JsonLinesWriter, json_default
 
 GENESIS = "0" * 64
@@ -165,13 +172,19 @@ class Link:
     invalid: str | None = None  # why the line is not an audit line, if it is not
     cut: bool = False  # the file's last line, without its newline
     end: bool = False
+    decision: tuple[Any, Any, bool] | None = None  # (action, reason, carried over): what the counts check tallies
 
 
 @dataclass(frozen=True)
 class Problem:
-    line: int  # 1-based line of audit.jsonl where the log first differs from what was written
-    kind: str  # edited, deleted, inserted, reordered, truncated, chain_start, manifest
+    line: int  # 1-based line of audit.jsonl where the log first differs from what was written; 0: not a line
+    kind: str  # edited, deleted, inserted, reordered, truncated, chain_start, manifest; counts, output; unreadable
     detail: str
+    file: str | None = None  # the file it is about, when not the audit log (manifest.json, an output part)
+
+    def describe(self) -> str:
+        """One line: `line N: kind: detail`, or `kind: detail` for a problem that is not on a line."""
+        return f"line {self.line}: {self.kind}: {self.detail}" if self.line else f"{self.kind}: {self.detail}"
 
 
 @dataclass
@@ -186,10 +199,16 @@ class Verdict:
     previous_run_id: str | None
     problem: Problem | None = None  # the first one: a broken link to the run before comes first
     file: str = AUDIT
+    notes: list[str] = field(default_factory=list)  # what could not be checked (older manifests), and why
 
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    @property
+    def where(self) -> str:
+        """The file the problem is about (the audit log unless the problem names another)."""
+        return self.problem.file if self.problem is not None and self.problem.file else self.file
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -210,7 +229,8 @@ def _parse(position: int, raw: bytes) -> Link:
     seq, prev = obj.get("seq"), obj.get("prev_sha256")
     if type(seq) is not int or not isinstance(prev, str):
         return Link(position, digest, None, None, "no seq or prev_sha256 field", cut)
-    return Link(position, digest, seq, prev, None, cut)
+    decision = (obj.get("action"), obj.get("reason"), obj.get("stage") == "carried_over")
+    return Link(position, digest, seq, prev, None, cut, decision=decision)
 
 
 def _links(path: Path, lines: int, head: str) -> Iterator[Link]:
@@ -286,16 +306,20 @@ def _diagnose_end(end: Link, k: int, last_sha: str | None) -> Problem:
                                                "it was edited, or head_sha256 was changed")
 
 
-def check_log(path: Path, chain_from: str, lines: int, head: str) -> tuple[int, str, Problem | None]:
+def check_log(path: Path, chain_from: str, lines: int, head: str,
+              tally: Counter | None = None) -> tuple[int, str, Problem | None]:
     """(lines read, sha256 of the last line, the first problem or None), in one streaming pass.
 
     Only the last three links are kept; at the first broken one, two more are read ahead for the
-    diagnosis, and the rest of the file is only counted and hashed.
+    diagnosis, and the rest of the file is only counted and hashed. `tally` (if given) counts the
+    (action, reason, carried over) of every line up to the first broken one.
     """
     recent: deque[Link] = deque(maxlen=3)
     links = _links(path, lines, head)
     problem = None
     for link in links:
+        if tally is not None and link.decision is not None:
+            tally[link.decision] += 1
         if _broken(link, recent[-1].sha256 if recent else chain_from):
             ahead = list(itertools.islice(links, 2))
             problem = diagnose({x.position: x for x in (*recent, link, *ahead)}, link.position, chain_from)
@@ -336,22 +360,162 @@ def _manifest_audit(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return manifest, audit
 
 
-def verify_run(run_dir: Path) -> Verdict:
-    """Check one run's audit log against itself and its manifest."""
+def verify_run(run_dir: Path, outputs: bool = True) -> Verdict:
+    """Check one run's audit log against itself and its manifest, the manifest's counts against the
+    log, and (with `outputs`) its output parts against the manifest. The first problem is kept:
+    a broken chain, else forged counts, else a changed output part."""
     manifest, audit = _manifest_audit(run_dir)
     path = run_dir / AUDIT
     if not path.is_file():
         raise InputError(f"{path}: missing")
-    read, last, problem = check_log(path, audit["chain_from"], audit["lines"], audit["head_sha256"])
+    tally: Counter = Counter()
+    read, last, problem = check_log(path, audit["chain_from"], audit["lines"], audit["head_sha256"], tally)
     previous = audit.get("previous_run") if isinstance(audit.get("previous_run"), dict) else {}
-    return Verdict(str(run_dir), manifest.get("run_id"), read, last, audit["chain_from"], audit["lines"],
-                   audit["head_sha256"], previous.get("run_id"), problem, str(path))
+    verdict = Verdict(str(run_dir), manifest.get("run_id"), read, last, audit["chain_from"], audit["lines"],
+                      audit["head_sha256"], previous.get("run_id"), problem, str(path))
+    if problem is None:  # a changed log explains any count: counts are only held against an intact one
+        verdict.problem = _check_counts(run_dir, manifest, tally, read, verdict.notes)
+    if verdict.problem is None and outputs:
+        verdict.problem = _check_outputs(run_dir, manifest, verdict.notes)
+    return verdict
 
 
-def verify_runs(run_dirs: list[Path]) -> list[Verdict]:
-    """Check each run's log, and that each run after the first continues the chain of the one before."""
-    verdicts = [verify_run(Path(d)) for d in run_dirs]
+def _key(value: Any) -> str:
+    return "null" if value is None else str(value)  # how json.dump writes a dict key
+
+
+def _check_counts(run_dir: Path, manifest: dict[str, Any], tally: Counter, lines: int,
+                  notes: list[str]) -> Problem | None:
+    """The manifest's `counts` against what the audit log holds (one line per input record)."""
+    counts = manifest.get("counts")
+    if not isinstance(counts, dict):
+        notes.append("counts not checkable: the manifest records none")
+        return None
+    actions: Counter = Counter()
+    reasons: Counter = Counter()
+    quarantine: Counter = Counter()
+    carried = 0
+    for (action, reason, carried_over), n in tally.items():
+        if action == "quarantine":
+            quarantine[_key(reason)] += n
+        else:
+            actions[_key(action)] += n
+            reasons[_key(reason)] += n
+            carried += n if carried_over else 0
+    quarantined = sum(quarantine.values())
+    found: dict[str, Any] = {"input_rows": lines, "output_rows": lines - quarantined,
+                             "quarantined_rows": quarantined, "carried_over": carried}
+    differ = [f"{name} {counts[name]!r} (audit log: {value})" for name, value in found.items()
+              if name in counts and counts[name] != value]
+    for name, tallied in (("actions", actions), ("reasons", reasons), ("quarantine_reasons", quarantine)):
+        recorded = counts.get(name)
+        if name not in counts:
+            continue
+        if not isinstance(recorded, dict):
+            differ.append(f"{name} is not a table")
+            continue
+        for key in sorted(set(recorded) | set(tallied)):
+            if (recorded.get(key) or 0) != tallied.get(key, 0):
+                differ.append(f"{name}.{key} {recorded.get(key, 0)!r} (audit log: {tallied.get(key, 0)})")
+    if not differ:
+        return None
+    more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+    return Problem(0, "counts", f"the manifest's counts disagree with the audit log: {', '.join(differ[:3])}{more}",
+                   str(run_dir / MANIFEST))
+
+
+def _read_part(path: Path) -> tuple[str, int | None]:
+    """(sha256, rows) of one output part, in one read: a JSONL part's rows are its lines; a Parquet
+    part's come from its footer (None when it is no longer a readable Parquet file)."""
+    digest, lines, tail = hashlib.sha256(), 0, b"\n"
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+                lines += chunk.count(b"\n")
+                tail = chunk[-1:]
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
+    if path.suffix != ".parquet":
+        return digest.hexdigest(), lines + (tail != b"\n")
+    import pyarrow.parquet as pq
+
+    try:
+        return digest.hexdigest(), pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001  (pyarrow's errors for a file that is not Parquet any more)
+        return digest.hexdigest(), None
+
+
+def _check_outputs(run_dir: Path, manifest: dict[str, Any], notes: list[str]) -> Problem | None:
+    """Every output part the manifest lists is there, with its rows and (newer manifests) its sha256;
+    no other file is in the output folder; the parts' rows add up to `counts.output_rows`."""
+    output = manifest.get("output")
+    parts = output.get("parts") if isinstance(output, dict) else None
+    if not isinstance(parts, list):
+        notes.append("output parts not checkable: the manifest lists none")
+        return None
+    hashes = output.get("sha256")
+    if not isinstance(hashes, dict):
+        notes.append("output parts not checkable for edits: the manifest records no sha256 per part (written by "
+                     "an older moderator); only their presence and row counts were checked")
+        hashes = None
+    folder = run_dir / OUTPUT
+    listed: set[str] = set()
+    total = 0
+    for part in parts:
+        name = part.get("file") if isinstance(part, dict) else None
+        if not isinstance(name, str) or not name or Path(name).name != name or name.startswith("."):
+            return Problem(0, "output", f"the manifest lists a part that is not a file name: {part!r}",
+                           str(run_dir / MANIFEST))
+        listed.add(name)
+        path, rows = folder / name, part.get("rows")
+        if not path.is_file():
+            return Problem(0, "output", f"{name} is missing: the manifest lists it with {rows} rows", str(path))
+        sha256, counted = _read_part(path)
+        changed = hashes is not None and hashes.get(name) != sha256
+        if counted is None:
+            return Problem(0, "output", f"{name} was changed after the run: it is no longer a readable Parquet file",
+                           str(path))
+        if changed or counted != rows:
+            why = [] if not changed else ["its sha256 is not the manifest's" if name in hashes
+                                          else "the manifest records no sha256 for it"]
+            why += [] if counted == rows else [f"it holds {counted} rows, the manifest says {rows}"]
+            return Problem(0, "output", f"{name} was changed after the run: {'; '.join(why)}", str(path))
+        total += counted
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in listed) if folder.is_dir() else []
+    if extra:
+        return Problem(0, "output", f"{folder}: holds files that are not parts of the run: {', '.join(extra[:3])}",
+                       str(folder))
+    counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
+    if "output_rows" in counts and counts["output_rows"] != total:
+        return Problem(0, "output", f"the output parts hold {total} rows, the manifest's counts say output_rows "
+                                    f"{counts['output_rows']!r}", str(run_dir / MANIFEST))
+    return None
+
+
+def _unreadable(run_dir: Path, error: InputError) -> Verdict:
+    """A run that cannot be checked at all, as a failed verdict (for `verify_runs(keep_going=True)`)."""
+    return Verdict(str(run_dir), None, 0, "", "", 0, "", None, Problem(0, "unreadable", str(error)),
+                   str(run_dir / AUDIT))
+
+
+def verify_runs(run_dirs: list[Path], keep_going: bool = False) -> list[Verdict]:
+    """Check each run (`verify_run`), and that each run after the first continues the chain of the one
+    before: the checks of `moderate audit verify`, which `moderate report` runs on each chain too.
+
+    A run that cannot be checked (no manifest, no log) raises `InputError`, or with `keep_going`
+    becomes a failed verdict of kind `unreadable`, so that a report can still name it."""
+    verdicts = []
+    for d in run_dirs:
+        try:
+            verdicts.append(verify_run(Path(d)))
+        except InputError as exc:
+            if not keep_going:
+                raise
+            verdicts.append(_unreadable(Path(d), exc))
     for before, after in zip(verdicts, verdicts[1:]):
+        if not (before.manifest_head_sha256 and after.chain_from):
+            continue  # an unreadable run: nothing to link
         if after.chain_from != before.manifest_head_sha256:
             linked = "starts a new chain" if after.chain_from == GENESIS else (
                 f"continues run {after.previous_run_id}" if after.previous_run_id else "continues another chain")
@@ -360,3 +524,83 @@ def verify_runs(run_dirs: list[Path]) -> list[Verdict]:
                                                       f"{after.chain_from[:12]}..., that run's log ends at "
                                                       f"{before.manifest_head_sha256[:12]}...")
     return verdicts
+
+
+# ---------------------------------------------------------------------------------------------------
+# Runs in chain order, and the runs that continue a run
+
+
+def _chain_facts(run_dir: Path) -> tuple[str, str | None, str | None, str | None]:
+    """(started, chain_from, head, previous run's folder) from a run's manifest; None for what it lacks
+    (or holds as something other than text: a manifest is not trusted to be well-formed)."""
+    manifest = RunDir(run_dir).finished() or {}
+    audit = manifest.get("audit") if isinstance(manifest.get("audit"), dict) else {}
+    previous = audit.get("previous_run") if isinstance(audit.get("previous_run"), dict) else {}
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) and value else None
+
+    return (text(manifest.get("started")) or "", text(audit.get("chain_from")), text(audit.get("head_sha256")),
+            text(previous.get("path")))
+
+
+def chain_order(run_dirs: list[Path]) -> list[list[Path]]:
+    """The runs grouped into chains, each chain in order, the chains by their first run's start time.
+
+    A run comes after the run whose head its chain starts from, or (when that run was overwritten
+    since, so the head no longer matches) after the run in the folder its manifest names as the
+    previous run; `verify_runs` on the group then names the broken link. Runs linked to none of
+    the others start a chain of their own, in start-time order.
+    """
+    facts = {d: _chain_facts(d) for d in run_dirs}
+    runs = sorted(run_dirs, key=lambda d: (facts[d][0], str(d)))
+    by_head = {facts[d][2]: d for d in runs if _is_sha256(facts[d][2])}
+    by_path = {str(Path(d).resolve()): d for d in runs}
+    parent: dict[Path, Path] = {}
+    for d in runs:
+        _, chain_from, _, previous = facts[d]
+        before = by_head.get(chain_from) if chain_from != GENESIS else None
+        if before is None and previous:
+            before = by_path.get(str(Path(previous).resolve()))
+        if before is not None and before != d:
+            parent[d] = before
+    children: dict[Path, list[Path]] = {}
+    for d in runs:  # in start order: a fork's branches come out oldest first
+        if d in parent:
+            children.setdefault(parent[d], []).append(d)
+    placed: set[Path] = set()
+    groups: list[list[Path]] = []
+    for root in [d for d in runs if d not in parent] + runs:  # then runs in a cycle (forged), if any
+        if root in placed:
+            continue
+        group, stack = [], [root]
+        while stack:
+            d = stack.pop()
+            if d in placed:
+                continue
+            placed.add(d)
+            group.append(d)
+            stack.extend(reversed(children.get(d, [])))
+        groups.append(group)
+    return groups
+
+
+def continuing_runs(run_dir: Path) -> list[tuple[Path, str | None]]:
+    """The finished runs beside `run_dir` (the other dates of a job's output root) whose audit chain
+    starts from this run's head, or that name this folder as their previous run: (folder, run id).
+    Overwriting `run_dir` would break their chain."""
+    head = _chain_facts(Path(run_dir))[2]
+    folder = Path(run_dir).resolve()
+    found = []
+    try:
+        siblings = sorted(p for p in folder.parent.iterdir() if p.is_dir() and p.resolve() != folder)
+    except OSError:
+        return []
+    for sibling in siblings:
+        manifest = RunDir(sibling).finished()
+        if manifest is None:
+            continue
+        _, chain_from, _, previous = _chain_facts(sibling)
+        if (_is_sha256(head) and chain_from == head) or (previous and Path(previous).resolve() == folder):
+            found.append((sibling, manifest.get("run_id")))
+    return found

@@ -27,12 +27,14 @@ def _exit_code_help(codes: dict[int, str]) -> str:
 
 EXIT_CODE_HELP = _exit_code_help({c: t for c, t in EXIT_CODES.items() if c != AuditChainError.exit_code})
 VERIFY_EXIT_CODE_HELP = _exit_code_help({  # verify never exits 7: partial is about a batch run
-    0: "every audit log is intact (and, with several runs, each continues the one before)",
+    0: "every audit log is intact (and, with several runs, each continues the one before), every manifest's "
+       "counts match its log, and every output part is as the run wrote it",
     1: EXIT_CODES[1],
     2: EXIT_CODES[2],
     3: "input error: a run folder, its finished manifest.json or its audit.jsonl is missing or unreadable",
-    AuditChainError.exit_code: "an audit log was changed: a line edited, deleted, inserted or reordered, the log "
-                               "cut short, or its manifest's audit section changed",
+    AuditChainError.exit_code: "a run was changed: an audit line edited, deleted, inserted or reordered, the log "
+                               "cut short, its manifest's audit section or counts changed, or an output part "
+                               "cut, edited, removed or added",
 })
 
 
@@ -124,7 +126,11 @@ def _overrides(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
               help="State store for incremental runs: posts moderated before with the same text, policy and "
                    "models are carried over, not scored again. [default: off]")
 @click.option("--force", is_flag=True, help="With --state: score every post again (and refresh the store).")
-@click.option("--overwrite", is_flag=True, help="Replace a finished output in the run folder.")
+@click.option("--overwrite", is_flag=True, help="Replace a finished output in the run folder (refused when a later "
+                                                 "run beside it continues its audit chain; see --break-chain).")
+@click.option("--break-chain", is_flag=True,
+              help="With --overwrite: replace the run even though later runs continue its audit chain, which then "
+                   "breaks (warned; recorded in the manifest).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors and warnings only.")
 @click.pass_context
 def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_file: Path | None,
@@ -134,7 +140,7 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
           on_rewrite_failure: str | None, candidates: int | None, batch_size: int | None, device: str | None, threads: int | None, executor: str | None,
           ray_address: str | None, audit_text: bool | None,
           audit_chain_from: Path | None, max_quarantine_share: float | None, state_path: Path | None, force: bool,
-          overwrite: bool, quiet: bool) -> None:
+          overwrite: bool, break_chain: bool, quiet: bool) -> None:
     """Moderate Parquet or JSONL dumps of forum posts.
 
     Every post is scored for toxicity, sentence by sentence. Toxic posts are rewritten first: the
@@ -186,7 +192,7 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
         config = JobConfig.load(config_file, overrides)
         stdin = click.get_binary_stream("stdin") if "-" in inputs else None
         result = run(config, list(inputs), out, overwrite=overwrite, progress=not quiet, stdin=stdin,
-                     command=["moderate", *sys.argv[1:]], force=force)
+                     command=["moderate", *sys.argv[1:]], force=force, break_chain=_break_chain(overwrite, break_chain))
     _report(ctx, result, config, quiet)
 
 
@@ -195,10 +201,15 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
 @click.option("--date", metavar="YYYY-MM-DD", help="The date to run: fills {date} in the job's inputs and names the "
                                                     "run folder. [default: today]")
 @click.option("--force", is_flag=True, help="Score every post again instead of carrying over earlier decisions.")
-@click.option("--overwrite", is_flag=True, help="Replace the date's finished run folder.")
+@click.option("--overwrite", is_flag=True, help="Replace the date's finished run folder (refused when a later date "
+                                                 "continues its audit chain; see --break-chain).")
+@click.option("--break-chain", is_flag=True,
+              help="With --overwrite: replace the date even though later dates continue its audit chain, which then "
+                   "breaks (warned; recorded in the manifest).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary; errors and warnings only.")
 @click.pass_context
-def run_job(ctx: click.Context, job_file: Path, date: str | None, force: bool, overwrite: bool, quiet: bool) -> None:
+def run_job(ctx: click.Context, job_file: Path, date: str | None, force: bool, overwrite: bool, break_chain: bool,
+            quiet: bool) -> None:
     """Run a job file for one date: inputs, output root, settings and state in one TOML file.
 
     The [job] table names the inputs (paths or globs; {date} becomes the date) and the output
@@ -207,6 +218,15 @@ def run_job(ctx: click.Context, job_file: Path, date: str | None, force: bool, o
     an earlier night are carried over, and each night's audit log continues the chain of the
     latest earlier night. Running a date again resumes it after a crash, or leaves it untouched
     when it is finished.
+
+    --overwrite replaces a finished date, except one that a later date continues: its new audit
+    log could not end at the head the later date started from, so that date's chain would break
+    and `moderate audit verify` / `moderate report` would fail for it. That is refused before
+    anything is written. To replace it anyway, add --break-chain (a loud warning; the manifest
+    records what was replaced and whose chain broke), then re-run each later date with
+    --overwrite --break-chain, oldest first, to rebuild the chain (the newest date needs no
+    --break-chain). Decisions the replaced run made are scored again, not carried over, so the new
+    run's DSA export holds their statements.
 
     \b
     Examples:
@@ -223,8 +243,14 @@ def run_job(ctx: click.Context, job_file: Path, date: str | None, force: bool, o
         if job.previous is not None:
             log.info("continuing the audit chain of %s", job.previous)
         result = run(job.config, job.inputs, job.out, overwrite=overwrite, progress=not quiet, force=force,
-                     command=["moderate", *sys.argv[1:]])
+                     command=["moderate", *sys.argv[1:]], break_chain=_break_chain(overwrite, break_chain))
     _report(ctx, result, job.config, quiet)
+
+
+def _break_chain(overwrite: bool, break_chain: bool) -> bool:
+    if break_chain and not overwrite:
+        raise click.UsageError("--break-chain only goes with --overwrite")
+    return break_chain
 
 
 def _report(ctx: click.Context, result: Any, config: JobConfig, quiet: bool) -> None:
@@ -311,6 +337,12 @@ def audit_verify(ctx: click.Context, run_dirs: tuple[Path, ...], as_json: bool) 
     inserted, reordered (swapped), truncated, chain_start (line 1 does not link to the chain
     start) or manifest (the manifest's line count changed).
 
+    It then holds the manifest's counts (posts, per action, reason and quarantine reason) against
+    the lines of the intact log (counts: a number was changed), and re-hashes and re-counts every
+    output part against the manifest's sha256 and rows (output: a part cut, edited, removed or
+    added). Runs written before parts were hashed are checked as far as they go, with a note on
+    stderr saying what was not checkable.
+
     Several RUN_DIRs, oldest first, are also checked to form one chain: each run must continue
     the one before it (runs made with --audit-chain-from).
 
@@ -331,8 +363,10 @@ def audit_verify(ctx: click.Context, run_dirs: tuple[Path, ...], as_json: bool) 
     if as_json:
         click.echo(json.dumps({"ok": all(v.ok for v in verdicts), "runs": [v.to_dict() for v in verdicts]}, indent=2))
     for v in verdicts:
+        for note in v.notes:
+            click.echo(f"Note: {v.run_dir}: {note}", err=True)
         if v.problem is not None:
-            click.echo(f"Error: {v.file}: line {v.problem.line}: {v.problem.kind}: {v.problem.detail}", err=True)
+            click.echo(f"Error: {v.where}: {v.problem.describe()}", err=True)
         elif not as_json:
             start = "new chain" if v.chain_from == GENESIS else f"continues run {v.previous_run_id or v.chain_from}"
             click.echo(f"{v.run_dir}: intact, {v.lines} lines, head {v.head_sha256} ({start})")
@@ -341,13 +375,14 @@ def audit_verify(ctx: click.Context, run_dirs: tuple[Path, ...], as_json: bool) 
 
 
 REPORT_EXIT_CODE_HELP = _exit_code_help({
-    0: "the report files were written, and every audit log is intact",
+    0: "the report files were written, and every run passes `moderate audit verify` (logs, chain, counts, parts)",
     1: EXIT_CODES[1],
     2: EXIT_CODES[2] + " (also: a statement of reasons breaks a field rule of the DSA API)",
     3: "input error: a run folder, its finished manifest.json or its audit.jsonl is missing or unreadable",
     4: "output error: a report file cannot be written",
-    AuditChainError.exit_code: "the report files were written, but an audit log was changed after its run "
-                               "(the report says which line and how)",
+    AuditChainError.exit_code: "the report files were written, but a run fails `moderate audit verify` (a log, "
+                               "the chain between runs, a manifest's counts or an output part was changed; the "
+                               "report says which and how), or a log's counts differ from its manifest",
 })
 
 
@@ -374,8 +409,11 @@ def report_command(ctx: click.Context, run_dirs: tuple[Path, ...], html: Path | 
 
     Reads each RUN_DIR's manifest.json and audit.jsonl (streaming: logs of millions of lines are
     fine) and never runs a model. A folder of run folders (a job's output_root) stands for all
-    the finished runs in it. Several runs are ordered by start time and reported together, with
-    the trend per run.
+    the finished runs in it. Several runs are reported together, with the trend per run, in chain
+    order: a run comes after the run whose audit chain it continues (runs of separate chains by
+    start time), and each chain gets exactly the checks of `moderate audit verify` on its runs in
+    that order, so a report never calls "intact" what `audit verify` rejects: when anything
+    disagrees the report says so and the command exits 6.
 
     The report holds counts and shares by action, reason and label; toxicity score
     distributions; rewrite quality (toxicity before and after, similarity, share sent to
@@ -429,15 +467,24 @@ def report_command(ctx: click.Context, run_dirs: tuple[Path, ...], html: Path | 
                 click.echo(f"Warning: {exported.undated} statements have content_date = the decision's date: "
                            "set [report] dsa_content_date_column to the input column holding each post's date",
                            err=True)
+        # The DSA export alone is checked too: statements from a changed run must not pass silently.
+        checked = summary["runs"] if summary is not None else [
+            {"path": str(run_dir), "audit": audit, "matches_manifest": True}
+            for run_dir, audit in report.verify_chains(runs).items()]
     if summary is not None:
         t = summary["totals"]
         click.echo(f"{len(runs)} run(s), {t['posts']:,} posts: " + ", ".join(
             f"{a} {v['count']:,}" for a, v in t["actions"].items()), err=True)
-        if summary["audit_verified"] is False:
-            for run in summary["runs"]:
-                if not run["audit"]["intact"]:
-                    click.echo(f"Error: {run['path']}: audit log changed: {run['audit']['problem']}", err=True)
-            ctx.exit(AuditChainError.exit_code)
+    failed = False
+    for run in checked:
+        if run["audit"]["intact"] is False:
+            click.echo(f"Error: {run['path']}: fails `moderate audit verify`: {run['audit']['problem']}", err=True)
+            failed = True
+        elif not run["matches_manifest"]:
+            click.echo(f"Error: {run['path']}: the audit log's counts differ from its manifest's", err=True)
+            failed = True
+    if failed:
+        ctx.exit(AuditChainError.exit_code)
 
 
 @cli.command("config")

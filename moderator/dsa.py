@@ -29,7 +29,8 @@ to 100 in `{"statements": [...]}`) accepts:
 fields, allowed values, conditional fields, lengths, date formats and ranges, the puid's
 characters); the export refuses to write a statement that breaks one. Posts whose decision was
 carried over from an earlier run (incremental jobs) are not exported again: the earlier run's
-export holds their statement.
+export holds their statement. That run still exists: an `--overwrite` run never carries over the
+decisions of the run it replaces (state.py), it decides and exports them itself.
 """
 
 from __future__ import annotations

@@ -35,11 +35,11 @@ import pyarrow as pa
 from moderator import __version__, readers, records
 from moderator.auditchain import chain_start
 from moderator.checkpoint import Checkpoint, abspath, fault, identity
-from moderator.config import JobConfig, RuntimeConfig
+from moderator.config import InputConfig, JobConfig, RuntimeConfig
 from moderator.errors import ConfigError, ModeratorError, OutputError
 from moderator.models import ModelRef, pick_device
 from moderator.outputs import Counts, Outputs  # noqa: F401  (Counts: importable from here as before)
-from moderator.rundir import OUTPUT, RunDir, default_output
+from moderator.rundir import RunDir, default_output
 from moderator.state import CarryOver, StateStore, fingerprint
 
 log = logging.getLogger(__name__)
@@ -294,6 +294,7 @@ def _moderate(
     models: Models | None = None,
     command: list[str] | None = None,
     force: bool = False,
+    break_chain: bool = False,
 ) -> RunResult:
     """Moderate `inputs` into the run folder `out` (default: beside the first input).
 
@@ -301,9 +302,16 @@ def _moderate(
     folder then holds no finished output. A run that was killed or failed is continued from its
     checkpoint by the same call (see `checkpoint.py`). `models` lets a caller reuse loaded models.
     With `[state] path` set, posts decided by an earlier run are carried over (`state.py`) unless `force`.
+
+    `overwrite` replaces a finished run, but not one whose audit chain a later run beside it
+    continues (`auditchain.continuing_runs`): that is refused before anything is written, since the
+    later run's chain would no longer verify. `break_chain` overwrites anyway, with a warning, and
+    the manifest records what was replaced and whose chain broke (`replaces`). Decisions the
+    replaced run made are never carried over into its replacement: they would point at a run that
+    no longer exists (and the DSA export would skip them).
     """
     started, clock = _now(), time.perf_counter()
-    files = readers.discover(inputs)
+    files = readers.discover(inputs, exclude=out)  # a run folder inside the input folder is not input
     if config.runtime.executor == "ray":
         from moderator.ray_executor import check
 
@@ -319,7 +327,10 @@ def _moderate(
             )
         above = quarantine_share(finished.get("counts", {}), config.output.max_quarantine_share)["above_max"]
         return RunResult(out, finished, skipped=True, partial=above)
+    replaced = _replacing(rundir, break_chain) if overwrite else None
     known_rows = [readers.check_schema(f, config.input.text_column) for f in files]
+    readers.check_id_column(files, config.input.id_column, config.input.id_column != InputConfig.id_column,
+                            bool(config.state.path))
     total = None if any(r is None for r in known_rows) else sum(known_rows)
     chain = chain_start(config.output.audit_chain_from, out)  # before models load: a wrong folder fails fast
     current = identity(config, files, force)
@@ -338,13 +349,38 @@ def _moderate(
                  if config.state.path else None)
         try:
             return _run(config, files, rundir, checkpoint, previous is not None, clock, total, progress, stdin,
-                        models, command, chain, current is not None, store, force)
+                        models, command, chain, current is not None, store, force, replaced)
         finally:
             if store is not None:
                 store.close()
     except BaseException as exc:
         rundir.fail(f"{type(exc).__name__}: {exc}")
         raise
+
+
+def _replacing(rundir: RunDir, break_chain: bool) -> dict[str, Any] | None:
+    """What an `--overwrite` run replaces (None when the folder holds no finished run), checked
+    before anything is written: refused when later runs continue its audit chain, unless
+    `break_chain`, which warns and records those runs."""
+    from moderator.auditchain import continuing_runs
+
+    finished = rundir.finished()
+    if finished is None:
+        return None
+    later = continuing_runs(rundir.path)
+    named = ", ".join(f"{path.name} (run {run_id})" for path, run_id in later)
+    if later and not break_chain:
+        raise OutputError(f"{rundir.path}: not overwritten: the audit chain of {named} continues this run, and "
+                          "replacing it would break that chain; use --break-chain to overwrite anyway, then "
+                          "re-run the later runs with --overwrite --break-chain, oldest first")
+    if later:
+        log.warning("WARNING: overwriting %s (run %s) BREAKS THE AUDIT CHAIN of %s: `moderate audit verify` and "
+                    "`moderate report` fail for them until they are re-run with --overwrite --break-chain, oldest first",
+                    rundir.path, finished.get("run_id"), named)
+    audit = finished.get("audit") if isinstance(finished.get("audit"), dict) else {}
+    return {"run_id": finished.get("run_id"), "started": finished.get("started"),
+            "finished": finished.get("finished"), "head_sha256": audit.get("head_sha256"),
+            "broke_chain_of": [{"path": str(path.resolve()), "run_id": run_id} for path, run_id in later]}
 
 
 def _resumable(rundir: RunDir, current: dict[str, Any] | None, files: list[readers.InputFile]) -> Checkpoint | None:
@@ -360,7 +396,7 @@ def _resumable(rundir: RunDir, current: dict[str, Any] | None, files: list[reade
 
 
 def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdin, models, command, chain,  # type: ignore[no-untyped-def]
-         resumable, store, force):
+         resumable, store, force, replaced=None):
     timings: Counter = Counter()
     t0 = time.perf_counter()
     ray = config.runtime.executor == "ray"
@@ -386,7 +422,8 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
     carry = None
     if store is not None:
         cascade = bool((steps.classifier_info.get("cascade") or {}).get("active"))
-        carry = CarryOver(store, fingerprint(config, ids, cascade), checkpoint.run_id, steps.labels, force)
+        gone = {replaced["run_id"]} if replaced and replaced.get("run_id") else set()
+        carry = CarryOver(store, fingerprint(config, ids, cascade), checkpoint.run_id, steps.labels, force, gone)
     start = checkpoint.position if resume else (0, 0)
     with _progress(total, progress) as bar:
         bar.update(outputs.counts.input_rows)
@@ -421,7 +458,7 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
         "packages": package_versions(),
         "host": {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine()},
         "inputs": outputs.inputs_done,
-        "output": {"format": fmt, "folder": OUTPUT, "parts": output_parts},
+        "output": outputs.output_summary(fmt, output_parts),
         "audit": audit.summary(),
         "counts": counts.to_dict(),
         "state": None if carry is None else {"path": str(store.path), "fingerprint": carry.fingerprint, "force": force},
@@ -429,7 +466,10 @@ def _run(config, files, rundir, checkpoint, resume, clock, total, progress, stdi
         "timings_s": {k: round(v, 3) for k, v in {**timings, "total": elapsed}.items()},
         "rows_this_process": counts.input_rows - done_before,  # the rest came from the checkpoint
         "posts_per_s": round((counts.input_rows - done_before) / elapsed, 2) if elapsed > 0 else None,
+        "replaces": replaced,
     }
+    if carry is not None and replaced and replaced.get("run_id"):
+        store.forget(replaced["run_id"])  # its posts this run did not see: scored again when they come back
     rundir.commit(manifest)
     return RunResult(rundir.path, manifest, partial=manifest["quarantine"]["above_max"])
 
@@ -520,7 +560,7 @@ def _read_stage(config: JobConfig, files: list[readers.InputFile], start: tuple[
             continue
         skip = start[1] if index == start[0] else 0
         reader = readers.open_reader(item, config.input.batch_size, config.input.text_column, stdin,
-                                     config.input.id_column)
+                                     config.input.id_column, config.input.max_record_bytes)
         for first, batch in reader.batches_from(skip, clock):
             fault("read")
             yield _Batch(index, first, skip, batch)

@@ -6,8 +6,12 @@ Built from what finished runs left behind, never by running models again:
     RUN/audit.jsonl     one line per input record: action, reason, scores, rewrite scores
 
 `summarize` streams each audit log once (constant memory whatever its length: counters, fixed-bin
-histograms, and one reservoir per QA stratum) and checks each log's hash chain (`auditchain`) in
-a second streaming pass. Its result is one JSON-able dict, the single source of every rendering:
+histograms, and one reservoir per QA stratum) and runs `moderate audit verify`'s own check
+(`auditchain.verify_runs`: each log's hash chain, the manifest's counts against the log, the output
+parts' sha256 and rows) on each chain of runs, in chain order (`auditchain.chain_order`: a run
+comes after the run it continues; unlinked runs by start time). Anything that check finds makes the
+report say so and `moderate report` exit 6. Its result is one JSON-able dict, the single source of
+every rendering:
 
     summary = summarize([Path("runs/2026-11-24"), Path("runs/2026-11-25")], JobConfig().report)
     write_html(summary, Path("report.html"))
@@ -49,8 +53,9 @@ def _bin(value: float) -> int:
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
-    """Run folders, oldest first. A folder that is not a run but holds finished runs (a job's
-    output_root: one folder per date) stands for those runs."""
+    """Run folders in chain order (`auditchain.chain_order`: a run after the run whose chain it
+    continues; runs of separate chains by start time). A folder that is not a run but holds
+    finished runs (a job's output_root: one folder per date) stands for those runs."""
     runs: list[Path] = []
     for path in paths:
         if (path / MANIFEST).exists() or (path / AUDIT).exists():
@@ -70,7 +75,9 @@ def expand_runs(paths: list[Path]) -> list[Path]:
         manifests.append((manifest.get("started") or "", run))
     if len({str(r.resolve()) for r in runs}) != len(runs):
         raise InputError("the same run folder is named twice")
-    return [run for _, run in sorted(manifests, key=lambda pair: pair[0])]
+    from moderator.auditchain import chain_order
+
+    return [run for chain in chain_order([run for _, run in manifests]) for run in chain]
 
 
 @dataclass
@@ -264,26 +271,51 @@ def _run_label(run_dir: Path, manifest: dict[str, Any]) -> str:
     return started[:16].replace("T", " ") or run_dir.name
 
 
-def _verify(run_dir: Path) -> dict[str, Any]:
-    from moderator.auditchain import verify_run
-
-    try:
-        verdict = verify_run(run_dir)
-    except InputError as exc:
-        return {"intact": False, "problem": str(exc)}
+def _audit_entry(verdict: Any) -> dict[str, Any]:
+    """A run's `audit` entry: what `moderate audit verify` says about it."""
     problem = verdict.problem
+    if problem is not None and problem.kind == "unreadable":
+        return {"intact": False, "problem": problem.detail, "notes": verdict.notes}
     return {
         "intact": verdict.ok, "lines": verdict.lines, "head_sha256": verdict.head_sha256,
         "chain_from": verdict.chain_from, "previous_run_id": verdict.previous_run_id,
-        "problem": None if problem is None else f"line {problem.line}: {problem.kind}: {problem.detail}",
+        "problem": None if problem is None else problem.describe(), "notes": verdict.notes,
     }
 
 
-def summarize(run_dirs: list[Path], settings: Any, verify: bool = True) -> dict[str, Any]:
-    """The report's content for `run_dirs` (oldest first; see `expand_runs`). `settings` is the
-    [report] section (`config.ReportConfig`)."""
-    from moderator.auditchain import GENESIS
+def verify_chains(run_dirs: list[Path]) -> dict[Path, dict[str, Any]]:
+    """Each run's `audit` entry: `auditchain.verify_runs` (the check of `moderate audit verify`) on
+    each chain of `run_dirs`, in chain order. A run that cannot be checked is reported, not raised."""
+    from moderator.auditchain import chain_order, verify_runs
 
+    entries = {}
+    for chain in chain_order(run_dirs):
+        for run_dir, verdict in zip(chain, verify_runs(chain, keep_going=True)):
+            entries[run_dir] = _audit_entry(verdict)
+    return entries
+
+
+def _counts_match(recorded: dict[str, Any], found: dict[str, Any]) -> bool:
+    """The manifest's counts against the audit log's, field by field; a field the manifest does not
+    record (older or synthetic manifests) is not held against it."""
+    for name, value in found.items():
+        if recorded.get(name) is None:
+            continue
+        if name == "actions":
+            if not isinstance(recorded[name], dict) or {k: v for k, v in recorded[name].items() if v} != value:
+                return False
+        elif recorded[name] != value:
+            return False
+    return True
+
+
+def summarize(run_dirs: list[Path], settings: Any, verify: bool = True) -> dict[str, Any]:
+    """The report's content for `run_dirs`, reported in chain order (see `expand_runs`). `settings`
+    is the [report] section (`config.ReportConfig`)."""
+    from moderator.auditchain import GENESIS, chain_order
+
+    run_dirs = [run for chain in chain_order(list(run_dirs)) for run in chain]
+    checked = verify_chains(run_dirs) if verify else {}
     sampler = Sampler(settings.qa_per_stratum, settings.seed)
     total = Tally()
     runs = []
@@ -297,12 +329,12 @@ def summarize(run_dirs: list[Path], settings: Any, verify: bool = True) -> dict[
             tally.add(line, multi_label)
             sampler.offer(line, run_dir)
         total.merge(tally)
-        counts = manifest.get("counts") or {}
+        counts = manifest.get("counts") if isinstance(manifest.get("counts"), dict) else {}
         recorded = {"posts": counts.get("input_rows"), "quarantined": counts.get("quarantined_rows"),
-                    "actions": counts.get("actions") or {}}
+                    "actions": counts.get("actions")}
         found = {"posts": tally.lines, "quarantined": sum(tally.quarantine.values()),
                  "actions": {a: n for a, n in tally.actions.items() if a != "quarantine"}}
-        audit = _verify(run_dir) if verify else {"intact": None, "problem": "not checked"}
+        audit = checked[run_dir] if verify else {"intact": None, "problem": "not checked"}
         config = manifest.get("config") or {}
         runs.append({
             "label": _run_label(run_dir, manifest),
@@ -324,7 +356,7 @@ def summarize(run_dirs: list[Path], settings: Any, verify: bool = True) -> dict[
             "host": manifest.get("host") or {},
             "inputs": manifest.get("inputs") or [],
             "audit": audit,
-            "matches_manifest": found == {**recorded, "actions": {k: v for k, v in recorded["actions"].items() if v}},
+            "matches_manifest": _counts_match(recorded, found),
             "manifest_counts": recorded,
             "tally": tally.to_dict(),
         })
@@ -409,9 +441,14 @@ def _when(value: str | None) -> str:
     return "–" if not value else value[:19].replace("T", " ") + " UTC"
 
 
+_MD_ESCAPE = {ord(c): "\\" + c for c in "\\|[]`*_"} | {ord("<"): "&lt;", ord("\n"): " ", ord("\r"): " "}
+
+
 def _md(value: Any) -> str:
+    """A value as inert Markdown table text: no cell breaks, no HTML, and no link or image syntax
+    (a post's `[x](javascript:...)` or `![](https://tracker/...)` stays text)."""
     text = "–" if value is None else str(value)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+    return text.translate(_MD_ESCAPE)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:

@@ -22,6 +22,12 @@ once the batch is done. A changed text, a new threshold, model or adapter re-sco
 Only decisions of *earlier* runs are carried over: a run never reuses what it stored itself. That
 keeps a run that resumes after a crash (checkpoint.py) exactly equal to an uninterrupted one, and
 makes a post that appears twice in one input scored twice, like without a store.
+
+Nor are decisions of a run that is being replaced (`--overwrite`): carried over, they would name
+as their origin a run that no longer exists, and the DSA export, which leaves carried-over
+decisions to the run that made them, would lose their statements. The replacement scores those
+posts again (and stores them under its own run id); once it finishes, the replaced run's other
+decisions are dropped from the store (`forget`), so no later run carries one over either.
 """
 
 from __future__ import annotations
@@ -153,6 +159,15 @@ class StateStore:
         except sqlite3.Error as exc:
             raise OutputError(f"{self.path}: cannot write the state store ({exc})") from None
 
+    def forget(self, run_id: str) -> int:
+        """Drop the decisions `run_id` made (a run that is being replaced); how many were dropped."""
+        with self._lock:
+            try:
+                with self.db:
+                    return self.db.execute("DELETE FROM decisions WHERE run_id = ?", (run_id,)).rowcount
+            except sqlite3.Error as exc:
+                raise OutputError(f"{self.path}: cannot write the state store ({exc})") from None
+
     def count(self) -> int:
         return self.db.execute("SELECT count(*) FROM decisions").fetchone()[0]
 
@@ -164,8 +179,11 @@ class CarryOver:
     """Splits a prepared batch into posts decided by an earlier run and posts the models must score,
     and afterwards merges them back into input order and stores the new decisions."""
 
-    def __init__(self, store: StateStore, fingerprint: str, run_id: str, labels: list[str], force: bool) -> None:
+    def __init__(self, store: StateStore, fingerprint: str, run_id: str, labels: list[str], force: bool,
+                 replaced: set[str] | frozenset[str] = frozenset()) -> None:
+        """`replaced`: run ids whose decisions must not be carried over (the run an `--overwrite` replaces)."""
         self.store, self.fingerprint, self.run_id, self.force = store, fingerprint, run_id, force
+        self.excluded = {run_id, *replaced}
         self.types = {f.name: f.type for f in records.annotation_type(labels)}
 
     def split(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, pa.RecordBatch, list[int], list[int]]:
@@ -178,7 +196,7 @@ class CarryOver:
         decisions: dict[int, dict[str, Any]] = {}
         for i in range(n):
             hit = stored.get(ids[i]) if active[i] else None
-            if hit and hit[0] == sha256_text(texts[i]) and hit[1] == self.fingerprint and hit[3] != self.run_id:
+            if hit and hit[0] == sha256_text(texts[i]) and hit[1] == self.fingerprint and hit[3] not in self.excluded:
                 decisions[i] = json.loads(hit[2])
         carried = sorted(decisions)
         scored = [i for i in range(n) if i not in decisions]

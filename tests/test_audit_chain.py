@@ -50,8 +50,10 @@ def error_line(result) -> str:
 
 
 def assert_tampered(result, audit: Path, line: int, kind: str) -> None:
+    """Exit 6 and one error naming the file, the line (0: a problem that is not on a line) and the kind."""
     assert result.exit_code == 6, result.output
-    assert error_line(result).startswith(f"Error: {audit}: line {line}: {kind}: "), result.stderr
+    where = f"line {line}: {kind}: " if line else f"{kind}: "
+    assert error_line(result).startswith(f"Error: {audit}: {where}"), result.stderr
 
 
 def log_lines(run: Path) -> list[bytes]:
@@ -273,6 +275,14 @@ def test_a_rebuilt_chain_passes_alone_but_breaks_the_next_run(tiny, pristine, tm
         prev = sha(rebuilt[-1])
     write_log(first, rebuilt)
     edit_manifest(first, head_sha256=prev)
+    # The manifest's counts no longer match the rebuilt log: that alone gives it away...
+    assert_tampered(verify(first), first / "manifest.json", 0, "counts")
+    # ...unless the forger fixes the counts too: then the first run alone looks fine.
+    data = manifest(first)
+    old, new = json.loads(original[2])["action"], json.loads(lines[2])["action"]
+    data["counts"]["actions"][old] -= 1
+    data["counts"]["actions"][new] += 1
+    (first / "manifest.json").write_text(json.dumps(data))
     assert verify(first).exit_code == 0
     assert_tampered(verify(first, second), second / "audit.jsonl", 1, "chain_start")
 

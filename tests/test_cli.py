@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -169,3 +170,44 @@ def test_an_internal_error_names_the_debug_command_that_works(tiny, tmp_path, mo
     assert "run it again as `moderate --debug batch ...`" in result.stderr, result.stderr
     debug = CliRunner().invoke(cli, ["--debug", *args])
     assert isinstance(debug.exception, KeyError)  # the traceback is there
+
+
+def test_show_and_the_markdown_report_keep_hostile_strings_inert(tiny, tmp_path):
+    """Terminal escapes in ids and BEL/backspace/bidi in texts reach `moderate show` as visible escapes,
+    and a post's Markdown link or image stays text in the Markdown report."""
+    posts = write_jsonl(tmp_path / "posts.jsonl", [
+        {"id": "\x1b[2J\x1b]0;owned\x07id", "text": "ring\x07 the bell\x08\x08 and \u202eflip"},
+        {"id": "link", "text": "[click me](javascript:alert(1)) ![x](https://tracker.example/p.png)"},
+    ])
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["batch", str(posts), "--out", str(out), "--classifier", str(tiny.classifier),
+                                      "--no-rewrite", "--rewrite-threshold", "0", "--audit-text"])
+    assert result.exit_code == 0, result.output
+    shown = CliRunner().invoke(cli, ["show", str(out), "--limit", "5"])
+    assert shown.exit_code == 0, shown.output
+    assert not any(c in shown.output for c in "\x1b\x07\x08\u202e")
+    assert "\\x1b[2J\\x1b]0;owned\\x07id" in shown.output and "ring\\x07 the bell\\x08\\x08 and \\u202eflip" in shown.output
+
+    md = tmp_path / "report.md"
+    report = CliRunner().invoke(cli, ["report", str(out), "--markdown", str(md), "--qa-per-stratum", "5"])
+    assert report.exit_code == 0, report.output
+    text = md.read_text()
+    assert not re.search(r"(?<!\\)\]\(", text)  # no link or image: every "](" is escaped
+    assert "\\[click me\\](javascript:alert(1))" in text
+
+
+def test_a_misspelled_id_column_is_refused_before_models_load(tiny, tmp_path):
+    """--id-column that no input holds would give every post a derived id (file:row) that changes with
+    the dump: refused with one line; a column missing from some inputs only is a warning."""
+    posts = write_jsonl(tmp_path / "posts.jsonl", [{"post_id": f"p{i}", "text": t} for i, t in enumerate(POSTS)])
+    other = write_parquet(tmp_path / "more.parquet", {"text": POSTS[:2]})
+    base = ["--out", str(tmp_path / "run"), "--classifier", str(tiny.classifier), "--no-rewrite"]
+    result = CliRunner().invoke(cli, ["batch", str(posts), str(other), "--id-column", "postid", *base])
+    assert_one_line_error(result, 3, "no column 'postid'", "in any of the 2 inputs", "--id-column")
+    assert not (tmp_path / "run").exists()
+
+    result = CliRunner().invoke(cli, ["batch", str(posts), str(other), "--id-column", "post_id", *base])
+    assert result.exit_code == 0, result.output
+    assert f"{other}: no column 'post_id'" in result.stderr
+    ids = [line["id"] for line in read_lines(tmp_path / "run" / "audit.jsonl")]
+    assert ids[: len(POSTS)] == [f"p{i}" for i in range(len(POSTS))] and ids[len(POSTS):] == ["more.parquet:0", "more.parquet:1"]
