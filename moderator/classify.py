@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,9 @@ class Classifier:
         (the tokenizer's overflow, a quarter of the window shared), and its probabilities are those of
         its most toxic window. `full`: the text did not fit one window."""
         torch = self._torch
+        # NFKC: full-width, mathematical and other compatibility letters read as the letters they
+        # show ("ｉｄｉｏｔ", "𝐢𝐝𝐢𝐨𝐭" -> "idiot"), so look-alike spelling does not hide an insult.
+        texts = [unicodedata.normalize("NFKC", t) for t in texts]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False,
                                  return_overflowing_tokens=True, stride=self.max_length // 4)
         owner = encoded.pop("overflow_to_sample_mapping", None)  # window -> text (fast tokenizers)

@@ -111,3 +111,13 @@ def test_toxic_text_past_the_window_is_read_whatever_the_padding(classifier):
     batch = pa.RecordBatch.from_pydict({records.TEXT: [run_on, sentences_, huge, harmless]})
     scored = classifier(batch).column(records.TOXICITY).to_pylist()
     assert [t > 0.9 for t in scored] == [True, True, True, False], scored
+
+
+def test_look_alike_letters_do_not_hide_an_insult(classifier):
+    """Full-width and mathematical letters, and zero-width characters, read as the plain insult."""
+    plain = "You are a stupid idiot."
+    disguised = ["You are a \uff53\uff54\uff55\uff50\uff49\uff44 \uff49\uff44\uff49\uff4f\uff54.",
+                 "You are a stupid \U0001d422\U0001d41d\U0001d422\U0001d428\U0001d42d.",
+                 "You are a stu\u200bpid id\u200biot."]
+    scores = classifier.toxicity(classifier.predict([plain, *disguised]))
+    assert all(abs(float(s) - float(scores[0])) < 0.05 for s in scores[1:]), scores
