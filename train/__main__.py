@@ -5,6 +5,9 @@
     python -m train classifier --method full --out runs/classifier-full
     python -m train eval-classifier runs/classifier-lora runs/classifier-full
     python -m train detox --method lora --out runs/detox-lora --max-steps 1200
+    python -m train selftrain-candidates --out runs/selftrain/candidates.jsonl --max-texts 12000 --max-minutes 38
+    python -m train selftrain-filter runs/selftrain/candidates.jsonl --out runs/selftrain/kept.jsonl
+    python -m train detox --out runs/detox-self --fp32 --extra-pairs runs/selftrain/kept.jsonl --resume
     python -m train eval-detox lora=runs/detox-lora full=runs/detox-full
     python -m train rewritability --out moderator/bundled/rewritability --compare --reference
 """
@@ -167,7 +170,8 @@ def cascade(classifier_dir, data, max_train, margin, target, seed, threads) -> N
 @data_option
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="Ignored when --max-steps is given.")
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
-@click.option("--max-pairs", type=int, help="Subsample the training pairs to this many.")
+@click.option("--max-pairs", type=int,
+              help="Subsample the ParaDetox training pairs to this many (extra pairs are all kept).")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--lr", type=float, help="Learning rate. [default: 5e-4 lora, 3e-5 full]")
 @click.option("--rank", type=int, default=16, show_default=True, help="LoRA rank.")
@@ -176,20 +180,33 @@ def cascade(classifier_dir, data, max_train, margin, target, seed, threads) -> N
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--bf16/--fp32", default=True, show_default=True,
               help="bfloat16 autocast for the matrix products (weights stay float32).")
+@click.option("--extra-pairs", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="JSONL of {toxic, neutral} pairs added to the ParaDetox pairs (selftrain-filter's kept.jsonl); "
+                   "pairs whose toxic text is in the dev split are dropped.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Save a checkpoint into OUT/checkpoint every this many steps (0: never).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint (same options as the cut-off run).")
 @threads_option
-def detox(out, method, base, data, epochs, max_steps, max_pairs, batch_size, lr, rank, lora_scope, seed, bf16, threads) -> None:
-    """Fine-tune the detox rewriter on ParaDetox pairs (LoRA or full).
+def detox(out, method, base, data, epochs, max_steps, max_pairs, batch_size, lr, rank, lora_scope, seed, bf16,
+          extra_pairs, checkpoint_every, resume, threads) -> None:
+    """Fine-tune the detox rewriter on ParaDetox pairs (LoRA or full), plus self-training pairs.
 
     \b
     Example (the shipped LoRA on Gemma-3-270M, 1200 steps: about 50 minutes on 2 CPU cores):
       python -m train detox --method lora --out runs/detox-lora --max-steps 1200
+    With self-training pairs, resumable after an interruption:
+      python -m train detox --out runs/detox-self --fp32 --extra-pairs runs/selftrain/kept.jsonl --resume
     """
     _setup(threads)
     from train import detox as trainer
 
-    info = trainer.train(data, out, method=method, base=base, epochs=epochs, max_steps=max_steps,
-                         batch_size=batch_size, lr=lr, rank=rank, lora_scope=lora_scope, seed=seed, max_pairs=max_pairs,
-                         bf16=bf16).info
+    try:
+        info = trainer.train(data, out, method=method, base=base, epochs=epochs, max_steps=max_steps,
+                             batch_size=batch_size, lr=lr, rank=rank, lora_scope=lora_scope, seed=seed,
+                             max_pairs=max_pairs, bf16=bf16, extra_pairs=extra_pairs,
+                             checkpoint_every=checkpoint_every, resume=resume).info
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"saved {method} rewriter to {out} ({info['stats']['seconds']} s, {info['steps']} steps, "
                f"{info['stats']['trainable_params']} trainable parameters)", err=True)
 
@@ -283,6 +300,127 @@ def rewritability(out, data, unclear, extra_cap, c, min_precision, max_train, cv
     dev = config["dev"]
     click.echo(f"saved rewritability model to {out}: threshold {config['threshold']:.4f}, dev ROC-AUC "
                f"{dev['roc_auc']}, at threshold {dev['at_threshold']}", err=True)
+
+
+engine_choice = click.Choice(["auto", "vllm", "hf"])
+
+
+@cli.command("selftrain-candidates")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="JSONL of {source, text, candidates}; OUT.pool.jsonl and OUT.stats.json are written beside it.")
+@data_option
+@click.option("--max-texts", type=click.IntRange(min=1),
+              help="The first N texts of the mixed pool (a larger N extends a smaller one). [default: all]")
+@click.option("--candidates", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Rewrites per text: the greedy one, then sampled ones.")
+@click.option("--temperature", type=click.FloatRange(0.0, 2.0), default=1.0, show_default=True,
+              help="Sampling temperature of the candidates after the greedy one.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the pool's order and of the samples.")
+@click.option("--resume", is_flag=True, help="Continue a cut-off run: texts already in OUT are skipped.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Stop after the chunk that reaches this much generation time (--resume continues later).")
+@click.option("--mix", default="forum=4,jigsaw=3,paradetox=2,davidson=1", show_default=True,
+              help="Weights of the sources in the pool's order (forum, jigsaw, paradetox, davidson).")
+@click.option("--min-words", type=click.IntRange(min=1), default=3, show_default=True, help="Shortest text, in words.")
+@click.option("--max-words", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Longest text, in words (longer ones generate slowly and rarely pass the filter).")
+@click.option("--forum-threshold", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Forum sentences without a marked span count as toxic from this classifier score.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Texts per engine call; the output is flushed after each.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Longest candidate, in tokens (enough for a 40-word sentence; a rambling sample stops there).")
+@click.option("--engine", type=engine_choice, default="auto", show_default=True,
+              help="Generation engine: auto is vLLM where it imports, else transformers.")
+@click.option("--base", help="Rewriter base model (folder, hub id or pip:NAME). [default: the bundled adapter's]")
+@click.option("--adapter", help="LoRA adapter folder. [default: the bundled rewriter]")
+@click.option("--classifier", help="Classifier for the unmarked forum sentences. [default: the bundled one]")
+@threads_option
+def selftrain_candidates(out, data, max_texts, candidates, temperature, seed, resume, max_minutes, mix, min_words,
+                         max_words,
+                         forum_threshold, chunk_size, max_new_tokens, engine, base, adapter, classifier,
+                         threads) -> None:
+    """Self-training, stage 1: rewrite candidates for real toxic texts the rewriter was not trained on.
+
+    Forum sentences, Jigsaw and Davidson toxic texts and ParaDetox training sentences, without any
+    text of the ParaDetox or forum dev splits; generated with the product's rewriter and prompt.
+
+    \b
+    Example (40 minutes on 2 CPU cores: pool and engine start-up, then 38 minutes of generation):
+      python -m train selftrain-candidates --out runs/selftrain/candidates.jsonl --max-texts 12000 \\
+          --max-minutes 38
+    """
+    if str(data).startswith("hf:"):
+        raise click.ClickException("selftrain-candidates needs a local data folder laid out like ../shared/data")
+    _setup(threads)
+    from moderator.errors import ModeratorError
+    from train import selftrain
+
+    try:
+        pool_options = selftrain.PoolOptions(seed=seed, mix=mix, min_words=min_words, max_words=max_words,
+                                             forum_threshold=forum_threshold)
+        generation = selftrain.GenerationOptions(candidates=candidates, temperature=temperature,
+                                                 max_new_tokens=max_new_tokens, chunk_size=chunk_size, base=base,
+                                                 adapter=adapter, engine=engine)
+        stats = selftrain.run(Path(data), out, pool_options, generation, max_texts=max_texts, resume=resume,
+                              max_seconds=max_minutes * 60 if max_minutes else None,
+                              make_scorer=lambda: selftrain.product_scorer(classifier, threads),
+                              make_rewriter=lambda: selftrain.product_rewriter(generation, seed, threads))
+    except (ValueError, ModeratorError) as exc:
+        raise click.ClickException(str(exc)) from None
+    last = stats["runs"][-1]
+    click.echo(f"{stats['texts_in_file']} texts with candidates in {out} {stats['in_file_per_source']} "
+               f"({last['written']} this run, {last['texts_per_s']} texts/s"
+               f"{'' if last['complete'] else '; stopped early, --resume continues'})", err=True)
+
+
+@cli.command("selftrain-filter")
+@click.argument("candidates", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="JSONL of kept {toxic, neutral, source, toxicity, similarity} pairs; OUT.stats.json beside it.")
+@click.option("--preferences", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write {prompt_text, chosen, rejected, rejected_why} pairs here (for DPO/ORPO).")
+@click.option("--max-toxicity", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.1, show_default=True,
+              help="A kept rewrite scores below this (the product publishes below 0.5; strict, since the model "
+                   "learns from what is kept).")
+@click.option("--min-similarity", type=click.FloatRange(-1.0, 1.0), default=0.75, show_default=True,
+              help="A kept rewrite is at least this similar to its source (the product: 0.5); favours rewrites "
+                   "that drop the insult and keep the rest.")
+@click.option("--min-length-ratio", type=click.FloatRange(min=0.0), default=0.6, show_default=True,
+              help="A kept rewrite has at least this many times the source's words.")
+@click.option("--max-length-ratio", type=click.FloatRange(min=0.0), default=1.6, show_default=True,
+              help="... and at most this many times.")
+@click.option("--min-source-toxicity", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Skip sources the classifier scores below this: there nothing proves a candidate removed anything.")
+@click.option("--classifier", help="Toxicity classifier. [default: the bundled one]")
+@click.option("--embedder", help="Sentence embedder for similarity. [default: all-MiniLM-L6-v2 from pip]")
+@threads_option
+def selftrain_filter(candidates, out, preferences, max_toxicity, min_similarity, min_length_ratio, max_length_ratio,
+                     min_source_toxicity, classifier, embedder, threads) -> None:
+    """Self-training, stage 2: keep the candidates that pass the product's checks strictly.
+
+    \b
+    Example (minutes: two float32 MiniLM passes over the texts and their candidates):
+      python -m train selftrain-filter runs/selftrain/candidates.jsonl --out runs/selftrain/kept.jsonl \\
+          --preferences runs/selftrain/preferences.jsonl
+    """
+    _setup(threads)
+    from moderator.errors import ModeratorError
+    from train import selftrain_filter
+
+    try:
+        limits = selftrain_filter.Thresholds(max_toxicity=max_toxicity, min_similarity=min_similarity,
+                                             min_length_ratio=min_length_ratio, max_length_ratio=max_length_ratio,
+                                             min_source_toxicity=min_source_toxicity)
+        # Read the whole file once first: a broken line fails before the models load.
+        if not sum(1 for _ in selftrain_filter.read_candidates(candidates)):
+            raise ValueError(f"{candidates} holds no candidates")
+        scorer = selftrain_filter.ProductScorer(classifier, embedder, threads)
+        stats = selftrain_filter.run(candidates, out, scorer, limits, preferences)
+    except (ValueError, ModeratorError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"kept {stats['kept']} of {stats['texts']} texts ({stats['kept_share']}) in {out}; "
+               f"{stats['preferences']['pairs']} preference pairs; rejected {stats['rejected']}", err=True)
 
 
 if __name__ == "__main__":

@@ -155,3 +155,35 @@ def summary(examples: list[Labelled]) -> dict[str, dict[str, dict[str, int]]]:
         cell = table.setdefault(ex.source, {}).setdefault(ex.split, {"toxic": 0, "clean": 0})
         cell["toxic" if ex.label else "clean"] += 1
     return table
+
+
+def extra_pairs(path: str | Path, dev_share: float = DEV_SHARE) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    """(toxic, neutral) pairs from a JSONL file of {"toxic", "neutral"} objects (self-training's
+    kept.jsonl), and what was dropped: pairs whose toxic text is in the dev split (split_of: so
+    ParaDetox's dev sentences never reach training by this door), blank ones and repeats."""
+    pairs: list[tuple[str, str]] = []
+    dropped = {"dev": 0, "blank": 0, "duplicate": 0}
+    seen: set[tuple[str, str]] = set()
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                toxic, neutral = row["toxic"], row["neutral"]
+                if not isinstance(toxic, str) or not isinstance(neutral, str):
+                    raise TypeError
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ValueError(f"{path}:{number}: not a pair line ({{\"toxic\": ..., \"neutral\": ...}})") from None
+            key = (normalize(toxic), normalize(neutral))
+            if not key[0] or not key[1]:
+                dropped["blank"] += 1
+            elif split_of(toxic, dev_share) == "dev":
+                dropped["dev"] += 1
+            elif key in seen:
+                dropped["duplicate"] += 1
+            else:
+                seen.add(key)
+                pairs.append((toxic.strip(), neutral.strip()))
+    log.info("extra pairs from %s: %d, dropped %s", path, len(pairs), dropped)
+    return pairs, dropped

@@ -2,6 +2,7 @@
 
     python -m train detox --method lora --out runs/detox-lora --max-steps 1200
     python -m train detox --method full --out runs/detox-full --max-steps 800
+    python -m train detox --out runs/detox-self --fp32 --extra-pairs runs/selftrain/kept.jsonl --resume
 
 One example per (toxic sentence, human rewrite) pair of the training split, built with the prompt
 template that inference uses (`moderator.prompts`), loss on the rewrite only. Decoder-only bases
@@ -11,19 +12,25 @@ the rewrite the target) are both supported.
 For decoders the language-model head is applied only where there is loss (the rewrite tokens):
 with Gemma's 262k-token vocabulary the head costs more per token than the whole transformer body,
 and the prompt is about three quarters of each example.
+
+Self-training adds pairs of its own (`extra_pairs`: train/selftrain_filter.py's kept.jsonl) to the
+ParaDetox pairs; train_stats.json says how many of each. A run saves a checkpoint into OUT/checkpoint
+every `checkpoint_every` steps and, with `resume`, continues from it to the same weights an
+uninterrupted run reaches (train/loop.py); the folder is removed once the model is saved.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import shutil
 from pathlib import Path
 
 import torch
 
 from moderator import models, prompts
 from train import data
-from train.loop import Trained, fit, save_run_info, schedule, seed_everything
+from train.loop import Checkpointing, Trained, fit, save_run_info, schedule, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +90,25 @@ def completion_loss(causal_lm: torch.nn.Module, batch: dict[str, torch.Tensor]) 
     return torch.nn.functional.cross_entropy(logits, targets[mask])
 
 
+def training_examples(data_dir: str, seed: int, max_pairs: int | None = None,
+                      extra_pairs: Path | None = None) -> tuple[list[tuple[str, str]], dict]:
+    """(post, rewrite) examples: one per ParaDetox training pair (subsampled to `max_pairs`), then the
+    extra pairs that are not already among them; and the counts for train_stats.json."""
+    pairs = [p for p in data.paradetox_pairs(data_dir) if p.split == "train"]
+    examples = [(p.toxic, n) for p in pairs for n in p.neutral]
+    if max_pairs is not None and max_pairs < len(examples):
+        examples = random.Random(seed).sample(examples, max_pairs)
+    counts: dict = {"train_sentences": len(pairs), "paradetox_pairs": len(examples), "extra_pairs": 0}
+    if extra_pairs is not None:
+        extra, dropped = data.extra_pairs(extra_pairs)
+        known = {(data.normalize(a), data.normalize(b)) for a, b in examples}
+        fresh = [(a, b) for a, b in extra if (data.normalize(a), data.normalize(b)) not in known]
+        dropped["already_in_paradetox"] = len(extra) - len(fresh)
+        examples = examples + fresh
+        counts.update(extra_pairs=len(fresh), extra_pairs_file=str(extra_pairs), extra_pairs_dropped=dropped)
+    return examples, counts
+
+
 def train(
     data_dir: str,
     out: Path,
@@ -98,14 +124,17 @@ def train(
     seed: int = 0,
     max_pairs: int | None = None,
     bf16: bool = True,
+    extra_pairs: Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
 ) -> Trained:
     """Train and save a rewriter in `out`; returns the model and what the run cost (also written to
-    train_stats.json)."""
+    train_stats.json). `max_pairs` subsamples the ParaDetox pairs; the extra pairs are all added."""
+    checkpoint = Checkpointing(Path(out) / "checkpoint", checkpoint_every, resume)
+    if checkpoint.folder.exists() and not resume:
+        raise ValueError(f"{checkpoint.folder} holds an unfinished run: pass --resume to continue it, or delete it")
     seed_everything(seed)
-    pairs = [p for p in data.paradetox_pairs(data_dir) if p.split == "train"]
-    examples = [(p.toxic, n) for p in pairs for n in p.neutral]
-    if max_pairs is not None and max_pairs < len(examples):
-        examples = random.Random(seed).sample(examples, max_pairs)
+    examples, counts = training_examples(data_dir, seed, max_pairs, extra_pairs)
     model, tokenizer, seq2seq = load_base(base, torch.float32)
     if method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
@@ -142,10 +171,11 @@ def train(
 
     causal_lm = model.get_base_model() if method == "lora" else model
     loss_fn = None if seq2seq else (lambda batch: completion_loss(causal_lm, batch))
-    log.info("training %s rewriter on %d pairs, %d steps of %d, lr %g", method, len(examples), len(batches),
-             batch_size, lr)
+    log.info("training %s rewriter on %d pairs (%d ParaDetox, %d extra), %d steps of %d, lr %g", method,
+             len(examples), counts["paradetox_pairs"], counts["extra_pairs"], len(batches), batch_size, lr)
     stats = fit(model, batches, make_batch, lr=lr, loss_fn=loss_fn, log_every=10, desc=f"detox-{method}",
-                autocast=torch.bfloat16 if bf16 else None)
+                autocast=torch.bfloat16 if bf16 else None,
+                checkpoint=checkpoint if checkpoint_every or resume else None)
     out.mkdir(parents=True, exist_ok=True)
     if method == "lora":
         model.peft_config["default"].base_model_name_or_path = base
@@ -160,7 +190,7 @@ def train(
         "base_sha256": models.tree_sha256(base_path),
         "seq2seq": seq2seq,
         "train_pairs": len(examples),
-        "train_sentences": len(pairs),
+        **counts,
         "steps": len(batches),
         "epochs_seen": round(len(batches) * batch_size / max(1, len(examples)), 3),
         "batch_size": batch_size,
@@ -170,5 +200,8 @@ def train(
         "max_length": max_length,
         "precision": "bf16 autocast, fp32 weights" if bf16 else "fp32",
         "seed": seed,
+        "checkpoint_every": checkpoint_every,
     }, stats)
+    for suffix in ("", ".tmp", ".old"):  # the saved model supersedes the checkpoint (and a half-made one)
+        shutil.rmtree(checkpoint.folder.with_name(checkpoint.folder.name + suffix), ignore_errors=True)
     return Trained(model, info)

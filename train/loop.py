@@ -3,15 +3,25 @@
 Plain PyTorch rather than a trainer framework: AdamW, linear warm-up and decay, gradient clipping,
 length-bucketed batches (shuffled, then sorted by length within buckets of a few dozen batches, so
 each batch pads little), and a record of what the run cost (steps, seconds, peak memory).
+
+Checkpoints (`Checkpointing`): every K steps the loop saves what the next step depends on into one
+folder: the trainable weights (the adapter for LoRA), the optimizer's and the scheduler's state, the
+step, torch's and Python's random states (LoRA dropout draws from torch's), and a fingerprint of the
+run (the batch schedule, which is a pure function of the data and the seed, the learning rate, the
+trainable parameters' names and shapes). A resumed run checks the fingerprint, restores the state and
+goes on from the next step, so it ends with the weights an uninterrupted run ends with. The folder is
+written to a temporary name and renamed, so a run killed while saving keeps the previous checkpoint.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import random
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -32,9 +42,19 @@ class RunStats:
     peak_rss_mb: float
     trainable_params: int
     total_params: int
+    resumed_at_step: int = 0  # 0: not resumed; seconds then include the time before the interruption
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often `fit` saves its state, and whether it continues from a saved one."""
+
+    folder: Path
+    every: int = 100  # optimizer steps between saves; 0 never saves (a resume still reads one)
+    resume: bool = False
 
 
 @dataclass
@@ -94,6 +114,55 @@ def save_run_info(out: Path, info: dict, stats: RunStats) -> dict:
     return info
 
 
+def fingerprint(batches: list[list[int]], params: dict[str, torch.nn.Parameter], settings: list) -> str:
+    """What a checkpoint may only be resumed with: the same schedule, parameters and settings."""
+    shapes = [(n, list(p.shape)) for n, p in params.items()]
+    return hashlib.sha256(json.dumps([batches, shapes, settings]).encode()).hexdigest()
+
+
+Optimizer = torch.optim.Optimizer
+Scheduler = torch.optim.lr_scheduler.LRScheduler
+
+
+def save_checkpoint(folder: Path, step: int, params: dict[str, torch.nn.Parameter], optimizer: Optimizer,
+                    scheduler: Scheduler, carried: dict, mark: str) -> None:
+    """The state after `step` steps, written to a temporary folder and swapped in."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({"params": {n: p.detach().clone() for n, p in params.items()}, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate()}, tmp / "state.pt")
+    (tmp / "checkpoint.json").write_text(json.dumps({"step": step, "fingerprint": mark, **carried}, indent=2) + "\n")
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("checkpoint: step %d saved in %s", step, folder)
+
+
+def load_checkpoint(folder: Path, params: dict[str, torch.nn.Parameter], optimizer: Optimizer,
+                    scheduler: Scheduler, mark: str) -> dict:
+    """Restore a checkpoint's state into the model, optimizer, scheduler and random generators;
+    returns its bookkeeping (step, running loss, examples, seconds)."""
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    if meta["fingerprint"] != mark:
+        raise ValueError(f"checkpoint {folder} belongs to a different run (data, seed, batch size, steps, learning "
+                         "rate or model differ): use the options it was made with, or delete it")
+    state = torch.load(folder / "state.pt", weights_only=True)
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(state["params"][name])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    log.info("checkpoint: resuming %s after step %d", folder, meta["step"])
+    return meta
+
+
 def fit(
     model: torch.nn.Module,
     batches: list[list[int]],
@@ -106,13 +175,16 @@ def fit(
     log_every: int = 50,
     desc: str = "training",
     autocast: torch.dtype | None = None,
+    checkpoint: Checkpointing | None = None,
 ) -> RunStats:
     """Train `model` on `batches`, one optimizer step each. The loss is `loss_fn(batch)`, by default
     the `.loss` of the model's forward. With `autocast` (torch.bfloat16), matrix products run in that
     type while weights, gradients and optimizer state stay float32 (on CPUs with bf16 units, several
-    times faster)."""
+    times faster). With `checkpoint`, the state is saved every `checkpoint.every` steps, and with
+    `checkpoint.resume` the run continues from the saved state when there is one."""
     loss_fn = loss_fn or (lambda batch: model(**batch).loss)
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    params = list(named.values())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     total = len(batches)
     warmup = max(1, int(total * warmup_ratio))
@@ -123,9 +195,22 @@ def fit(
         return max(0.0, (total - step) / max(1, total - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    settings = [lr, weight_decay, warmup_ratio, grad_clip, str(autocast)]
+    mark = fingerprint(batches, named, settings) if checkpoint else ""
+    first, running, examples, before = 0, math.nan, 0, 0.0
+    if checkpoint and checkpoint.resume:
+        previous = checkpoint.folder.with_name(checkpoint.folder.name + ".old")
+        if not checkpoint.folder.exists() and previous.exists():  # killed between the two renames of a save
+            previous.rename(checkpoint.folder)
+        if (checkpoint.folder / "checkpoint.json").exists():
+            meta = load_checkpoint(checkpoint.folder, named, optimizer, scheduler, mark)
+            first, running, examples, before = meta["step"], meta["running_loss"], meta["examples"], meta["seconds"]
+        else:
+            log.info("checkpoint: none in %s, starting at step 0", checkpoint.folder)
     model.train()
-    start, running, examples = time.perf_counter(), math.nan, 0
-    for step, indices in enumerate(batches):
+    start = time.perf_counter()
+    for step in range(first, total):
+        indices = batches[step]
         batch = make_batch(indices)
         with torch.autocast("cpu", dtype=autocast, enabled=autocast is not None):
             loss = loss_fn(batch)
@@ -138,10 +223,14 @@ def fit(
         value = loss.item()
         running = value if math.isnan(running) else 0.98 * running + 0.02 * value
         if (step + 1) % log_every == 0 or step + 1 == total:
-            elapsed = time.perf_counter() - start
+            elapsed, done = time.perf_counter() - start, step + 1 - first
             log.info("%s: step %d/%d loss %.4f (%.2f steps/s, eta %.0f s)", desc, step + 1, total, running,
-                     (step + 1) / elapsed, (total - step - 1) * elapsed / (step + 1))
+                     done / elapsed, (total - step - 1) * elapsed / done)
+        if checkpoint and checkpoint.every and (step + 1) % checkpoint.every == 0 and step + 1 < total:
+            carried = {"running_loss": running, "examples": examples,
+                       "seconds": before + time.perf_counter() - start}
+            save_checkpoint(checkpoint.folder, step + 1, named, optimizer, scheduler, carried, mark)
     model.eval()
     trainable, all_params = count_params(model)
-    return RunStats(total, examples, round(time.perf_counter() - start, 1), round(running, 4),
-                    round(peak_rss_mb(), 1), trainable, all_params)
+    return RunStats(total, examples, round(before + time.perf_counter() - start, 1), round(running, 4),
+                    round(peak_rss_mb(), 1), trainable, all_params, first)
