@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,10 @@ _PUNCTUATION = re.compile(r"([^\w\s])")
 
 def prepare(text: str) -> str:
     """One spelling for cased prose and lower-cased tokenised text: lower case, apostrophes inside
-    words dropped ("you 're", "you're", "youre" all become "youre"), other punctuation spaced out."""
-    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    words dropped ("you 're", "you're", "youre" all become "youre"), other punctuation spaced out;
+    look-alike letters (full-width, mathematical) read as the letters they show (NFKC), as the
+    classifier reads them."""
+    text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'").replace("\u2018", "'")
     text = _SPLIT_NEGATION.sub(r"\1n't", text)
     text = _SPLIT_CLITIC.sub(r"\1'\2", text)
     text = _INNER_APOSTROPHE.sub("", text)

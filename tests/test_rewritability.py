@@ -101,3 +101,11 @@ def test_data_is_deduplicated_unescaped_and_split_by_text():
     train = trainer.training_set(exs)
     assert trainer.UNCLEAR not in {e.source for e in train}
     assert all(sum(e.source == s for e in train) <= trainer.EXTRA_CAP for s in trainer.EXTRA_SOURCES)
+
+
+def test_look_alike_letters_read_as_plain_letters(bundled):
+    """A threat in full-width letters is judged as the plain threat (NFKC in `prepare`)."""
+    assert prepare("I will \uff4b\uff49\uff4c\uff4c you") == prepare("I will kill you")
+    plain, disguised = bundled.predict(["I will kill you and your family.",
+                                        "I will \uff4b\uff49\uff4c\uff4c you and your family."])
+    assert disguised == pytest.approx(plain)
