@@ -271,8 +271,12 @@ def has_column(item: InputFile, column: str) -> bool | None:
     try:
         with pa.input_stream(item.path, compression="detect") as raw:
             head = io.BufferedReader(raw, 1 << 16)  # type: ignore[arg-type]
+            budget = 4 << 20  # bytes looked at in all: a file of endless lines costs no more
             for _ in range(ID_PEEK_LINES):
-                line = head.readline(1 << 20)
+                if budget <= 0:
+                    break
+                line = head.readline(min(1 << 20, budget))
+                budget -= len(line)
                 if not line:
                     break
                 try:

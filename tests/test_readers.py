@@ -241,3 +241,21 @@ def test_parquet_view_types_are_read_as_large_types(tmp_path):
     assert table.schema.field("tags").type == pa.large_list(pa.large_string())
     assert table.column("tags").to_pylist() == [["x"], []]
     assert table.filter(pa.array([True, False])).column("text").to_pylist() == ["a"]  # no kernel for views
+
+
+def test_looking_for_the_id_column_reads_a_bounded_head(tmp_path):
+    """The id-column check peeks at a JSONL file's first records, never more than a few MB (a link to
+    /dev/zero is a file of one endless line)."""
+    import time
+
+    from moderator.readers import InputFile, has_column
+
+    zero = tmp_path / "zero.jsonl"
+    zero.symlink_to("/dev/zero")
+    start = time.monotonic()
+    assert has_column(InputFile(str(zero), "zero.jsonl", "jsonl"), "id") is False
+    assert time.monotonic() - start < 5
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('not json\n{"text": "a"}\n{"post_id": 1, "text": "b"}\n')
+    assert has_column(InputFile(str(posts), "posts.jsonl", "jsonl"), "post_id") is True
+    assert has_column(InputFile(str(posts), "posts.jsonl", "jsonl"), "id") is False
