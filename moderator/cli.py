@@ -428,6 +428,7 @@ def report_command(ctx: click.Context, run_dirs: tuple[Path, ...], html: Path | 
       moderate report runs/2026-11-2* --dsa-sor statements.jsonl -c jobs/nightly.toml
     """
     from moderator import dsa, report
+    from moderator.auditchain import chain_order
     from moderator.rundir import write_text_atomic
 
     if not any((html, json_path, markdown, dsa_sor)):
@@ -470,7 +471,7 @@ def report_command(ctx: click.Context, run_dirs: tuple[Path, ...], html: Path | 
         # The DSA export alone is checked too: statements from a changed run must not pass silently.
         checked = summary["runs"] if summary is not None else [
             {"path": str(run_dir), "audit": audit, "matches_manifest": True}
-            for run_dir, audit in report.verify_chains(runs).items()]
+            for run_dir, audit in report.verify_chains(chain_order(runs)).items()]
     if summary is not None:
         t = summary["totals"]
         click.echo(f"{len(runs)} run(s), {t['posts']:,} posts: " + ", ".join(

@@ -51,7 +51,7 @@ JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson", ".ndjson.gz", 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 COMPRESSED_SUFFIXES = (".gz", ".zst")
 STDIN = "-"
-# The run folder's layout (rundir.py imports this module, so the names are repeated here).
+# The run folder's layout (rundir.py takes its names from here: it imports this module).
 RUN_OUTPUT, RUN_AUDIT, RUN_QUARANTINE, RUN_MANIFEST, RUN_STAGING = (
     "output", "audit.jsonl", "quarantine.jsonl", "manifest.json", ".partial")
 DEFAULT_MAX_RECORD_BYTES = 8 << 20

@@ -283,13 +283,13 @@ def _audit_entry(verdict: Any) -> dict[str, Any]:
     }
 
 
-def verify_chains(run_dirs: list[Path]) -> dict[Path, dict[str, Any]]:
+def verify_chains(chains: list[list[Path]]) -> dict[Path, dict[str, Any]]:
     """Each run's `audit` entry: `auditchain.verify_runs` (the check of `moderate audit verify`) on
-    each chain of `run_dirs`, in chain order. A run that cannot be checked is reported, not raised."""
-    from moderator.auditchain import chain_order, verify_runs
+    each chain (`auditchain.chain_order`). A run that cannot be checked is reported, not raised."""
+    from moderator.auditchain import verify_runs
 
     entries = {}
-    for chain in chain_order(run_dirs):
+    for chain in chains:
         for run_dir, verdict in zip(chain, verify_runs(chain, keep_going=True)):
             entries[run_dir] = _audit_entry(verdict)
     return entries
@@ -314,8 +314,9 @@ def summarize(run_dirs: list[Path], settings: Any, verify: bool = True) -> dict[
     is the [report] section (`config.ReportConfig`)."""
     from moderator.auditchain import GENESIS, chain_order
 
-    run_dirs = [run for chain in chain_order(list(run_dirs)) for run in chain]
-    checked = verify_chains(run_dirs) if verify else {}
+    chains = chain_order(list(run_dirs))
+    run_dirs = [run for chain in chains for run in chain]
+    checked = verify_chains(chains) if verify else {}
     sampler = Sampler(settings.qa_per_stratum, settings.seed)
     total = Tally()
     runs = []

@@ -38,12 +38,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from moderator.errors import ConfigError, OutputError
-from moderator.readers import JSONL_SUFFIXES, PARQUET_SUFFIXES, STDIN, _glob_root
+from moderator.readers import (JSONL_SUFFIXES, PARQUET_SUFFIXES, RUN_AUDIT, RUN_MANIFEST, RUN_OUTPUT,
+                               RUN_QUARANTINE, RUN_STAGING, STDIN, _glob_root)
 from moderator.writers import PRIVATE, create_file, folder_mode, json_default
 
 log = logging.getLogger(__name__)
 
-OUTPUT, AUDIT, QUARANTINE, MANIFEST, STAGING = "output", "audit.jsonl", "quarantine.jsonl", "manifest.json", ".partial"
+# The layout's names live in readers.py (it skips run folders found inside an input folder, and this
+# module imports it); one definition for both.
+OUTPUT, AUDIT, QUARANTINE, MANIFEST, STAGING = RUN_OUTPUT, RUN_AUDIT, RUN_QUARANTINE, RUN_MANIFEST, RUN_STAGING
 LOCK = ".lock"
 KNOWN = {OUTPUT, AUDIT, QUARANTINE, MANIFEST, STAGING, LOCK}
 

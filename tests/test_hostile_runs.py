@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from conftest import POSTS, read_lines, write_jsonl
+from test_jobs import job_file as nightly_job
 
 from moderator.cli import cli
 
@@ -33,24 +34,9 @@ def manifest(run: Path) -> dict:
 
 
 def job_file(tmp_path: Path, tiny, policy: str = "") -> Path:
-    """A nightly job: one dump per date, one run folder per date, one audit chain, a state store."""
-    job = tmp_path / "jobs" / "nightly.toml"
-    job.parent.mkdir(parents=True, exist_ok=True)
-    job.write_text(f'''[job]
-inputs = ["../dumps/{{date}}/*.jsonl"]
-output_root = "../runs"
-[classifier]
-model = "{tiny.classifier}"
-[rewriter]
-enabled = false
-[input]
-batch_size = 4
-[output]
-max_quarantine_share = 1.0
-[policy]
-{policy}
-''')
-    return job
+    """A nightly job (test_jobs.py's): one dump per date, one run folder per date, one audit chain, a state
+    store; every quarantined record allowed."""
+    return nightly_job(tmp_path, tiny, f"[output]\nmax_quarantine_share = 1.0\n[policy]\n{policy}")
 
 
 def dump(tmp_path: Path, date: str, posts: list[tuple[str, str]]) -> None:
