@@ -120,6 +120,13 @@ def test_evaluation_metrics_on_known_pairs(tiny):
     summary = scorer.score(inputs, ["you are wrong", "this plan is bad"], references)
     assert summary["J"] == pytest.approx(float((perfect["STA"] * perfect["SIM"] * perfect["chrF"]).mean()), abs=1e-4)
 
+    # The independent view: alt-profanity-check as the toxicity judge, the same SIM and chrF
+    profane = scorer.sentences(["you are a fucking idiot"], ["you are a fucking idiot"], [("you are wrong",)])
+    assert profane["STA*"][0] < 0.2 and profane["J*"][0] == pytest.approx(
+        profane["STA*"][0] * profane["SIM"][0] * profane["chrF"][0])
+    assert perfect["STA*"].min() > 0.5 and (empty["J*"] == 0).all()  # emptying the post loses on this judge too
+    assert {"STA*", "J*"} <= summary.keys()
+
 
 def test_delete_baseline_drops_the_blamed_word(tiny):
     from train import detox_eval

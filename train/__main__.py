@@ -8,6 +8,7 @@
     python -m train selftrain-candidates --out runs/selftrain/candidates.jsonl --max-texts 12000 --max-minutes 38
     python -m train selftrain-filter runs/selftrain/candidates.jsonl --out runs/selftrain/kept.jsonl
     python -m train detox --out runs/detox-self --fp32 --extra-pairs runs/selftrain/kept.jsonl --resume
+    python -m train prefer runs/selftrain/preferences.jsonl --adapter runs/detox-self --out runs/detox-dpo --fp32
     python -m train eval-detox lora=runs/detox-lora full=runs/detox-full
     python -m train rewritability --out moderator/bundled/rewritability --compare --reference
 """
@@ -196,6 +197,7 @@ def detox(out, method, base, data, epochs, max_steps, max_pairs, batch_size, lr,
       python -m train detox --method lora --out runs/detox-lora --max-steps 1200
     With self-training pairs, resumable after an interruption:
       python -m train detox --out runs/detox-self --fp32 --extra-pairs runs/selftrain/kept.jsonl --resume
+    python -m train prefer runs/selftrain/preferences.jsonl --adapter runs/detox-self --out runs/detox-dpo --fp32
     """
     _setup(threads)
     from train import detox as trainer
@@ -209,6 +211,50 @@ def detox(out, method, base, data, epochs, max_steps, max_pairs, batch_size, lr,
         raise click.ClickException(str(exc)) from None
     click.echo(f"saved {method} rewriter to {out} ({info['stats']['seconds']} s, {info['steps']} steps, "
                f"{info['stats']['trainable_params']} trainable parameters)", err=True)
+
+
+@cli.command()
+@click.argument("preferences", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--adapter", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              default=str(Path(__file__).resolve().parents[1] / "moderator" / "bundled" / "rewriter"),
+              show_default="the shipped rewriter", help="The LoRA adapter to start from; also the reference model.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the tuned adapter.")
+@click.option("--base", help="Base model of the adapter. [default: the one in its adapter_config.json]")
+@click.option("--epochs", type=float, default=1.0, show_default=True, help="Ignored when --max-steps is given.")
+@click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
+@click.option("--max-pairs", type=int, help="Subsample the preference pairs to this many.")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Preference pairs per step.")
+@click.option("--lr", type=float, default=2e-5, show_default=True)
+@click.option("--beta", type=float, default=0.1, show_default=True, help="DPO's beta (strength of the reference).")
+@click.option("--sft-weight", type=float, default=1.0, show_default=True,
+              help="Weight of the chosen rewrite's log-likelihood added to the DPO loss (0: plain DPO).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bf16/--fp32", default=True, show_default=True, help="bfloat16 autocast (weights stay float32).")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Save a checkpoint into OUT/checkpoint every this many steps (0: never).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint (same options as the cut-off run).")
+@threads_option
+def prefer(preferences, adapter, out, base, epochs, max_steps, max_pairs, batch_size, lr, beta, sft_weight, seed,
+           bf16, checkpoint_every, resume, threads) -> None:
+    """Preference-tune a LoRA rewriter with DPO (TRL) on selftrain-filter's preference pairs.
+
+    The reference model is the start adapter, frozen beside the trained copy on the same base.
+
+    \b
+    Example (on the shipped adapter, resumable):
+      python -m train prefer runs/selftrain/preferences.jsonl --out runs/detox-dpo --fp32 --resume
+    """
+    _setup(threads)
+    from train import prefer as trainer
+
+    try:
+        info = trainer.train(preferences, adapter, out, base=base, epochs=epochs, max_steps=max_steps,
+                             batch_size=batch_size, lr=lr, beta=beta, sft_weight=sft_weight, seed=seed,
+                             max_pairs=max_pairs, bf16=bf16, checkpoint_every=checkpoint_every, resume=resume).info
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"saved DPO-tuned rewriter to {out} ({info['stats']['seconds']} s, {info['stats']['steps']} steps, "
+               f"{info['preference_pairs']} pairs)", err=True)
 
 
 @cli.command("eval-detox")

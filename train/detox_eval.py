@@ -4,6 +4,11 @@ Per sentence: STA = the probability the project's classifier gives the output of
 SIM = cosine of all-MiniLM-L6-v2 embeddings of input and output; chrF = sacrebleu's chrF of the
 output against the human rewrites (0..1). J = mean over sentences of STA x SIM x chrF.
 
+The project's classifier and embedder also pick self-training's data, so they must not be the only
+judge of a model trained on it: STA* = 1 - alt-profanity-check's probability (a TF-IDF + linear SVM
+trained on other data) and J* = mean of STA* x SIM x chrF give the independent view. chrF against the
+human rewrites is in both, so a rewriter that deletes words or empties the post loses on either.
+
 Rows: copy the input; Delete (drop the words the classifier blames most, found by occlusion);
 each model; and the human rewrites (the first rewrite scored against the others, on the sentences
 that have at least two, so its n is smaller).
@@ -49,12 +54,21 @@ class Scorer:
         chrf_metric = CHRF()
         chrf = np.array([chrf_metric.sentence_score(o, list(refs)).score / 100 for o, refs in zip(outputs, references)])
         chrf[empty] = 0.0
-        return {"STA": sta, "SIM": sim, "chrF": chrf, "J": sta * sim * chrf}
+        sta_judge = 1.0 - independent_toxicity(outputs)
+        return {"STA": sta, "SIM": sim, "chrF": chrf, "J": sta * sim * chrf,
+                "STA*": sta_judge, "J*": sta_judge * sim * chrf}
 
     def score(self, inputs: list[str], outputs: list[str], references: list[tuple[str, ...]]) -> dict[str, float]:
         """Means over sentences; J is the mean of the per-sentence products."""
         per_sentence = self.sentences(inputs, outputs, references)
         return {**{k: round(float(v.mean()), 4) for k, v in per_sentence.items()}, "n": len(outputs)}
+
+
+def independent_toxicity(texts: list[str]) -> np.ndarray:
+    """alt-profanity-check's probability that each text is profane: the judge that picked no data."""
+    from profanity_check import predict_prob
+
+    return np.asarray(predict_prob([t or "" for t in texts]), dtype=np.float64) if texts else np.zeros(0)
 
 
 def delete_baseline(scorer: Scorer, texts: list[str], rounds: int = 3, threshold: float = 0.5) -> list[str]:
@@ -128,11 +142,14 @@ def evaluate(named_models: dict[str, str], data_dir: str, limit: int | None = No
 
 
 def format_table(table: dict) -> str:
-    lines = [f"ParaDetox dev, {table['sentences']} sentences: STA, SIM, chrF, J = mean(STA x SIM x chrF)",
-             f"{'system':<22} {'STA':>6} {'SIM':>6} {'chrF':>6} {'J':>6} {'n':>6}  trainable params  train s  peak MB"]
+    lines = [f"ParaDetox dev, {table['sentences']} sentences: STA, SIM, chrF, J = mean(STA x SIM x chrF); "
+             "STA*, J*: the same with alt-profanity-check as the toxicity judge",
+             f"{'system':<24} {'STA':>6} {'SIM':>6} {'chrF':>6} {'J':>6} {'STA*':>6} {'J*':>6} {'n':>6}"
+             "  trainable params  train s  peak MB"]
     for name, row in table["rows"].items():
         t = row.get("training", {})
         extra = (f"  {t['trainable_params']:>16,}  {t['seconds']:>7.0f}  {t['peak_rss_mb']:>7.0f}" if t else "")
-        lines.append(f"{name:<22} {row['STA']:>6.3f} {row['SIM']:>6.3f} {row['chrF']:>6.3f} {row['J']:>6.3f} "
-                     f"{row['n']:>6}{extra}")
+        independent = (f" {row['STA*']:>6.3f} {row['J*']:>6.3f}" if "J*" in row else f" {'-':>6} {'-':>6}")
+        lines.append(f"{name:<24} {row['STA']:>6.3f} {row['SIM']:>6.3f} {row['chrF']:>6.3f} {row['J']:>6.3f}"
+                     f"{independent} {row['n']:>6}{extra}")
     return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""Preference tuning (train/prefer.py): pairs read as specified, DPO with TRL on the LoRA adapter, and
+resuming. Tiny Llama decoder and adapter from the fixtures; no network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from moderator import prompts
+from train import data, prefer
+from train.__main__ import cli
+
+
+def _first(template: str, wanted) -> str:  # type: ignore[no-untyped-def]
+    return next(t for t in (template.format(i) for i in range(10_000)) if wanted(t))
+
+
+def _train_text(i: int) -> str:
+    return _first(f"you stupid troll {i} number {{}}", lambda t: data.split_of(t) == "train")
+
+
+def _write(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def _preferences(path: Path, n: int = 16) -> Path:
+    rows = []
+    for i in range(n):
+        text = _train_text(i)
+        rows.append({"prompt_text": text, "chosen": f"I think you are wrong about {i}.", "rejected": text,
+                     "rejected_why": "copy", "source": "forum"})
+    return _write(path, rows)
+
+
+def test_pairs_drop_dev_blank_same_and_repeated_ones(tmp_path):
+    dev = _first("you are a stupid fool number {}", lambda t: data.split_of(t) == "dev")
+    keep = {"prompt_text": _train_text(0), "chosen": "you are wrong", "rejected": "you idiot",
+            "rejected_why": "still_toxic", "source": "jigsaw"}
+    path = _write(tmp_path / "p.jsonl", [
+        keep,
+        {**keep, "prompt_text": keep["prompt_text"].upper() + "  "},  # the same pair, differently cased
+        {**keep, "prompt_text": dev},  # a dev text never reaches training
+        {**keep, "chosen": "  "},
+        {**keep, "rejected": "You are wrong!"},  # chosen and rejected the same once normalized
+        {**keep, "rejected": "you moron", "rejected_why": ""},
+        "",
+    ])
+    pairs, dropped = prefer.preference_pairs(path)
+    assert dropped == {"dev": 1, "blank": 1, "same": 1, "duplicate": 1}
+    assert [(p.chosen, p.rejected, p.rejected_why, p.source) for p in pairs] == [
+        ("you are wrong", "you idiot", "still_toxic", "jigsaw"), ("you are wrong", "you moron", "", "jigsaw")]
+
+
+@pytest.mark.parametrize("line", ['{"prompt_text": "a", "chosen": "b"}', "[1, 2]", "not json",
+                                  '{"prompt_text": "a", "chosen": "b", "rejected": 3}'])
+def test_a_bad_line_is_named(tmp_path, line):
+    path = _write(tmp_path / "p.jsonl", [{"prompt_text": _train_text(0), "chosen": "b", "rejected": "c"}, line])
+    with pytest.raises(ValueError, match=r"p\.jsonl:2: not a preference line"):
+        prefer.preference_pairs(path)
+
+
+def test_rows_place_both_answers_after_the_product_prompt():
+    pair = prefer.Preference("you  stupid\nidiot", "you are  wrong", "you idiot")
+    (row,) = prefer.dpo_rows([pair])
+    assert row["prompt"] == prompts.build_prompt(pair.text)
+    assert (row["prompt"], row["chosen"]) == prompts.training_example(pair.text, pair.chosen)
+    assert row["rejected"] == " you idiot"
+
+
+def _tensors(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "adapter_model.safetensors")
+
+
+def test_dpo_changes_the_adapter_and_not_the_base(tiny, tmp_path):
+    base_before = {k: v.clone() for k, v in load_file(next(Path(tiny.decoder).glob("*.safetensors"))).items()}
+    out = tmp_path / "dpo"
+    result = CliRunner().invoke(cli, ["prefer", str(_preferences(tmp_path / "p.jsonl")), "--adapter",
+                                      str(tiny.adapter), "--out", str(out), "--max-steps", "2", "--batch-size", "4",
+                                      "--lr", "1e-2", "--fp32", "--checkpoint-every", "1"])
+    assert result.exit_code == 0, result.output
+    start, tuned = _tensors(Path(tiny.adapter)), _tensors(out)
+    assert start.keys() == tuned.keys()  # the trained adapter only: the frozen reference copy is not saved
+    assert any(not torch.equal(start[k], tuned[k]) for k in start)
+    base_after = load_file(next(Path(tiny.decoder).glob("*.safetensors")))
+    assert all(torch.equal(base_before[k], base_after[k]) for k in base_before)
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == json.loads((Path(tiny.adapter) / "adapter_config.json").read_text())[
+        "base_model_name_or_path"]
+    stats = json.loads((out / "train_stats.json").read_text())
+    assert stats["method"] == "dpo" and stats["stats"]["steps"] == 2 and stats["preference_pairs"] == 16
+    assert stats["loss"] == ["sigmoid", "sft"] and stats["rejected_why"] == {"copy": 16}
+    assert not (out / "checkpoint").exists()
+
+    from moderator.config import RewriterConfig, RuntimeConfig
+    from moderator.rewrite import Rewriter
+
+    rewriter = Rewriter(RewriterConfig(base=str(tiny.decoder), adapter=str(out), engine="hf", max_new_tokens=4),
+                        RuntimeConfig())  # the tuned adapter serves as a rewriter
+    assert len(rewriter.rewrite(["you idiot"])) == 1
+
+
+def test_resumed_dpo_ends_with_the_weights_of_a_straight_run(tiny, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    preferences = _preferences(tmp_path / "p.jsonl")
+    args = {"max_steps": 4, "batch_size": 4, "lr": 1e-2, "bf16": False, "checkpoint_every": 2}
+    prefer.train(preferences, tiny.adapter, tmp_path / "straight", **args)
+
+    saved = Trainer._save_checkpoint
+
+    def save_then_die(self, *a, **kw):  # type: ignore[no-untyped-def]
+        saved(self, *a, **kw)
+        raise KeyboardInterrupt  # killed right after the step-2 checkpoint
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        prefer.train(preferences, tiny.adapter, tmp_path / "cut", **args)
+    monkeypatch.setattr(Trainer, "_save_checkpoint", saved)
+    with pytest.raises(ValueError, match="--resume"):
+        prefer.train(preferences, tiny.adapter, tmp_path / "cut", **args)
+    resumed = prefer.train(preferences, tiny.adapter, tmp_path / "cut", resume=True, **args)
+    assert resumed.info["stats"]["steps"] == 4
+    straight, cut = _tensors(tmp_path / "straight"), _tensors(tmp_path / "cut")
+    for name in straight:
+        assert torch.allclose(straight[name], cut[name], atol=1e-6, rtol=0), name
+    with pytest.raises(ValueError, match="no checkpoint"):
+        prefer.train(preferences, tiny.adapter, tmp_path / "fresh", resume=True, **args)
