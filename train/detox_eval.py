@@ -134,6 +134,9 @@ def evaluate(named_models: dict[str, str], data_dir: str, limit: int | None = No
             info = json.loads(stats.read_text())
             rows[name]["training"] = {k: info["stats"][k] for k in ("trainable_params", "total_params", "seconds",
                                                                     "peak_rss_mb", "steps")}
+            rows[name]["training"]["method"] = info.get("method")
+            rows[name]["training"]["weights_mb"] = round(sum(
+                f.stat().st_size for f in stats.parent.glob("*.safetensors")) / 1e6, 1)
         log.info("%s: %s", name, rows[name])
     multi = [i for i, refs in enumerate(references) if len(refs) >= 2]
     rows["human rewrites"] = scorer.score([inputs[i] for i in multi], [references[i][0] for i in multi],
@@ -145,10 +148,11 @@ def format_table(table: dict) -> str:
     lines = [f"ParaDetox dev, {table['sentences']} sentences: STA, SIM, chrF, J = mean(STA x SIM x chrF); "
              "STA*, J*: the same with alt-profanity-check as the toxicity judge",
              f"{'system':<24} {'STA':>6} {'SIM':>6} {'chrF':>6} {'J':>6} {'STA*':>6} {'J*':>6} {'n':>6}"
-             "  trainable params  train s  peak MB"]
+             "  trainable params  weights MB  train s  peak MB"]
     for name, row in table["rows"].items():
         t = row.get("training", {})
-        extra = (f"  {t['trainable_params']:>16,}  {t['seconds']:>7.0f}  {t['peak_rss_mb']:>7.0f}" if t else "")
+        extra = (f"  {t['trainable_params']:>16,}  {t.get('weights_mb', float('nan')):>10.1f}  {t['seconds']:>7.0f}"
+                 f"  {t['peak_rss_mb']:>7.0f}" if t else "")
         independent = (f" {row['STA*']:>6.3f} {row['J*']:>6.3f}" if "J*" in row else f" {'-':>6} {'-':>6}")
         lines.append(f"{name:<24} {row['STA']:>6.3f} {row['SIM']:>6.3f} {row['chrF']:>6.3f} {row['J']:>6.3f}"
                      f"{independent} {row['n']:>6}{extra}")

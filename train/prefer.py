@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import PrinterCallback, TrainerCallback
 
 from moderator import models, prompts
 from train import data
@@ -175,7 +176,9 @@ def train(
         gradient_checkpointing=False,
     )
     dataset = Dataset.from_list(dpo_rows(pairs))
-    trainer = _resumable(DPOTrainer)(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    trainer = _resumable(DPOTrainer)(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                                     callbacks=[_Progress()])
+    trainer.remove_callback(PrinterCallback)  # _Progress logs instead of printing dicts to stdout
     log.info("DPO on %d preference pairs from %s (start %s, reference = the same adapter frozen), beta %g, "
              "sft weight %g, lr %g", len(pairs), preferences, adapter, beta, sft_weight, lr)
     started = time.monotonic()
@@ -217,6 +220,24 @@ def train(
     }, stats)
     shutil.rmtree(folder, ignore_errors=True)
     return Trained(model, info)
+
+
+class _Progress(TrainerCallback):
+    """Logs each logging step (loss, reward accuracy and margin, speed, time left) to the log, not stdout."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.first_step: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        if not logs or "loss" not in logs:
+            return
+        if self.first_step is None:  # a resumed run starts counting at its checkpoint
+            self.first_step = state.global_step - args.logging_steps
+        rate = max(1, state.global_step - self.first_step) / max(time.monotonic() - self.started, 1e-9)
+        log.info("dpo: step %d/%d loss %.4f, reward accuracy %.2f, margin %.3f (%.3f steps/s, eta %.0f s)",
+                 state.global_step, state.max_steps, logs["loss"], logs.get("rewards/accuracies", float("nan")),
+                 logs.get("rewards/margins", float("nan")), rate, (state.max_steps - state.global_step) / rate)
 
 
 def _resumable(trainer_class):  # type: ignore[no-untyped-def]
