@@ -131,3 +131,34 @@ def test_resumed_dpo_ends_with_the_weights_of_a_straight_run(tiny, tmp_path, mon
         assert torch.allclose(straight[name], cut[name], atol=1e-6, rtol=0), name
     with pytest.raises(ValueError, match="no checkpoint"):
         prefer.train(preferences, tiny.adapter, tmp_path / "fresh", resume=True, **args)
+
+
+def test_a_preference_tuned_adapter_bundles_with_a_card_of_both_stages(tiny, tmp_path):
+    import shutil
+
+    from train import bundle
+
+    start = tmp_path / "start"
+    shutil.copytree(tiny.adapter, start)
+    shipped = bundle.BUNDLED / "rewriter"
+    shutil.copy(shipped / "train_stats.json", start / "train_stats.json")  # as if it were the shipped SFT adapter
+    out = tmp_path / "dpo"
+    prefer.train(_preferences(tmp_path / "p.jsonl"), start, out, max_steps=1, batch_size=4, bf16=False,
+                 checkpoint_every=0)
+    row = {"STA": 0.9, "SIM": 0.8, "chrF": 0.7, "J": 0.5, "STA*": 0.95, "J*": 0.52, "n": 4}
+    recorded = bundle.recorded_rows(["full"], shipped)
+    assert recorded["full"]["recorded"].startswith("measured ") and "J*" not in recorded["full"]
+    with pytest.raises(ValueError, match="no row 'nope'"):
+        bundle.recorded_rows(["nope"], shipped)
+    table = {"split": "dev", "sentences": 4, "samples": {"input": ["you idiot"], "LoRA (shipped)": ["you are wrong"]},
+             "rows": {"copy input": {**row, "J": 0.01, "J*": 0.02}, "LoRA (shipped)": row,
+                      "SFT LoRA": {**row, "J": 0.45, "J*": 0.47}, **recorded}}
+    dest = bundle.bundle_rewriter(out, table, tmp_path / "bundled")
+    card = (dest / "README.md").read_text()
+    assert "### Stage 1: supervised fine-tuning" in card and "### Stage 2: preference tuning" in card
+    assert "DPO (TRL) on 16 preference pairs" in card and "16 copy" in card
+    assert "The shipped adapter minus SFT LoRA: J +0.050, J* +0.050." in card
+    assert "full: measured " in card and "STA*" in card
+    stats = json.loads((dest / "train_stats.json").read_text())
+    assert stats["method"] == "dpo" and stats["start_training"]["method"] == "lora"
+    assert load_file(dest / "adapter_model.safetensors")[next(iter(_tensors(out)))].dtype == torch.bfloat16

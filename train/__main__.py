@@ -287,19 +287,29 @@ def eval_detox(models, data, limit, engine, classifier, json_out, threads) -> No
 @data_option
 @click.option("--engine", type=click.Choice(["auto", "vllm", "hf"]), default="auto", show_default=True)
 @click.option("--limit", type=int, help="Only the first N dev sentences.")
+@click.option("--recorded", multiple=True,
+              help="Carry this row of the current card into the new one, marked as recorded (a model not kept).")
 @threads_option
-def bundle_detox(model, compare, data, engine, limit, threads) -> None:
+def bundle_detox(model, compare, data, engine, limit, recorded, threads) -> None:
     """Evaluate a trained LoRA rewriter and ship it as moderator's default, with its model card.
 
     \b
     Example:
       python -m train bundle-detox runs/detox-lora --compare full=runs/detox-full
+    A preference-tuned adapter, beside the one it started from, keeping the card's full fine-tune row:
+      python -m train bundle-detox runs/detox-dpo --compare "SFT LoRA=runs/detox-sft-v1" --recorded full
     """
     _setup(threads)
     from train import bundle, detox_eval
 
+    try:
+        carried = bundle.recorded_rows(list(recorded))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     named = {"LoRA (shipped)": str(model), **_named(compare)}
     table = detox_eval.evaluate(named, data, limit=limit, engine=engine)
+    table["rows"] = {**{k: v for k, v in table["rows"].items() if k != "human rewrites"}, **carried,
+                     "human rewrites": table["rows"]["human rewrites"]}
     click.echo(detox_eval.format_table(table))
     click.echo(f"bundled into {bundle.bundle_rewriter(Path(model), table)}", err=True)
 

