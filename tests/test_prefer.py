@@ -162,3 +162,29 @@ def test_a_preference_tuned_adapter_bundles_with_a_card_of_both_stages(tiny, tmp
     stats = json.loads((dest / "train_stats.json").read_text())
     assert stats["method"] == "dpo" and stats["start_training"]["method"] == "lora"
     assert load_file(dest / "adapter_model.safetensors")[next(iter(_tensors(out)))].dtype == torch.bfloat16
+
+
+def test_scoring_only_the_answers_on_the_cpu_gives_the_same_training(tiny, tmp_path, monkeypatch):
+    import contextlib
+
+    from trl.trainer import utils as trl_utils
+
+    sizes: list[int] = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+
+    def spy(hidden, *args):  # type: ignore[no-untyped-def]
+        sizes.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", spy)
+    preferences = _preferences(tmp_path / "p.jsonl")
+    args = {"max_steps": 2, "batch_size": 4, "lr": 1e-2, "bf16": False, "checkpoint_every": 0}
+    prefer.train(preferences, tiny.adapter, tmp_path / "answers", **args)
+    answers, sizes[:] = list(sizes), []
+    monkeypatch.setattr(prefer, "completion_positions_only", contextlib.nullcontext)  # TRL's CPU default
+    prefer.train(preferences, tiny.adapter, tmp_path / "every", **args)
+    assert sum(answers) * 2 < sum(sizes)  # the prompt positions are no longer scored
+    fast, slow = _tensors(tmp_path / "answers"), _tensors(tmp_path / "every")
+    for name in fast:
+        assert torch.allclose(fast[name], slow[name], atol=1e-6, rtol=0), name
+    assert trl_utils._use_triton(torch.device("cpu")) is False  # the switch is undone after training

@@ -25,6 +25,7 @@ from the last one (same options), and the folder is removed once the adapter is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -182,7 +183,8 @@ def train(
     log.info("DPO on %d preference pairs from %s (start %s, reference = the same adapter frozen), beta %g, "
              "sft weight %g, lr %g", len(pairs), preferences, adapter, beta, sft_weight, lr)
     started = time.monotonic()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    with completion_positions_only():
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
     seconds = time.monotonic() - started
 
     out.mkdir(parents=True, exist_ok=True)
@@ -221,6 +223,25 @@ def train(
     }, stats)
     shutil.rmtree(folder, ignore_errors=True)
     return Trained(model, info)
+
+
+@contextlib.contextmanager
+def completion_positions_only():  # type: ignore[no-untyped-def]
+    """Score only the answer's tokens on the CPU too.
+
+    TRL's fused LM head computes log-probabilities for the labelled positions only where Triton runs
+    (GPUs); elsewhere it scores every position, so that tile shapes stay fixed for compilers such as
+    Neuron's. On a CPU nothing is compiled, and the prompt is about three quarters of each sequence:
+    with Gemma's 262k-token vocabulary, scoring the prompt made a DPO step 3-4 times slower. The
+    result is the same either way (the masked positions are zeroed); tests/test_prefer.py checks it."""
+    from trl.trainer import utils as trl_utils
+
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
 
 
 class _Progress(TrainerCallback):
