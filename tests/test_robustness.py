@@ -1,0 +1,299 @@
+"""The robustness suite (train/robustness.py: cases, counterfactual swaps, obfuscation) and the scoring of its
+benchmark (benchmarks/robustness.py) on the tiny classifier."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train import robustness as suite
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGEST = ("import hashlib, json\nfrom train import robustness as r\n"
+          "print(hashlib.sha256(json.dumps([vars(c) for c in r.generate()]).encode()).hexdigest())")
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[suite.Case]:
+    return suite.generate()
+
+
+@pytest.fixture(scope="module")
+def bench():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("robustness_bench", ROOT / "benchmarks" / "robustness.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+# --- the cases ----------------------------------------------------------------------------------------------
+
+def test_generation_is_deterministic_across_processes(cases):
+    digest = hashlib.sha256(json.dumps([vars(c) for c in cases]).encode()).hexdigest()
+    assert suite.generate() == cases
+    for hash_seed in ("1", "987"):  # set and dict orders that depend on string hashing must not leak in
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run([sys.executable, "-c", DIGEST], cwd=ROOT, env=env, capture_output=True, text=True,
+                              check=True)
+        assert done.stdout.strip() == digest
+
+
+def test_every_kind_is_present_with_its_label_and_category(cases):
+    kinds = Counter(c.kind for c in cases)
+    assert set(kinds) == set(suite.KINDS)
+    assert all(n >= 80 for n in kinds.values()), kinds
+    assert 300 <= len(cases) <= 3000
+    assert len({c.text for c in cases}) == len(cases)  # no duplicates
+    for kind in suite.BENIGN_KINDS:
+        assert all(c.expected is False and c.category is None for c in cases if c.kind == kind)
+    for kind in suite.TOXIC_KINDS + suite.OBFUSCATED_KINDS:
+        assert all(c.expected is True for c in cases if c.kind == kind)
+    assert {c.category for c in cases if c.kind == "explicit_hate"} == {"identity_attack"}
+    assert {c.category for c in cases if c.kind == "threat"} == {"threat"}
+    assert {c.category for c in cases if c.kind == "insult"} == {"insult"}
+    for kind in suite.OBFUSCATED_KINDS:  # each obfuscation covers every kind of abuse
+        assert {c.category for c in cases if c.kind == kind} == {"identity_attack", "threat", "insult"}
+    benign = sum(not c.expected for c in cases) / len(cases)
+    assert 0.35 < benign < 0.65
+    for kind in suite.KINDS:  # held-out phrasings in every kind, and the split filter keeps exactly them
+        splits = Counter(c.split for c in cases if c.kind == kind)
+        assert set(splits) == {"train", "dev"} and 0.15 < splits["dev"] / sum(splits.values()) < 0.5
+    dev = suite.generate("dev")
+    assert dev == [c for c in cases if c.split == "dev"] and 0 < len(dev) < len(cases)
+    with pytest.raises(ValueError):
+        suite.generate("test")
+
+
+def test_every_group_and_axis_is_covered_evenly(cases):
+    names = {g.name for g in suite.GROUPS}
+    assert {g.axis for g in suite.GROUPS} == set(suite.AXES)
+    assert all(sum(g.axis == axis for g in suite.GROUPS) >= 3 for axis in suite.AXES)
+    for kind in suite.BENIGN_KINDS + ("explicit_hate", "threat"):
+        assert {c.group for c in cases if c.kind == kind and c.group} == names, kind
+    per_group = Counter(c.group for c in cases if c.group and c.kind in suite.BENIGN_KINDS)
+    assert min(per_group.values()) >= 0.85 * max(per_group.values()), per_group
+    assert all(c.group is None for c in cases if c.kind == "insult")
+    assert any(c.group is None for c in cases if c.kind == "counter_speech")  # reported personal abuse too
+    assert any(c.group is None for c in cases if c.kind == "threat")  # personal threats too
+
+
+def test_the_issues_examples_are_in_the_suite(cases):
+    kind_of = {c.text: c.kind for c in cases}
+    examples = {
+        "I am a Muslim.": "neutral_identity", "My neighbour is gay.": "neutral_identity",
+        "She is a Black woman who teaches math.": "neutral_identity", "I love women.": "positive_identity",
+        "Jewish people are wonderful neighbours.": "positive_identity", "I don't hate gay people.": "negated_hate",
+        "Immigrants are not criminals.": "negated_hate", 'Calling someone a "retard" is not okay.': "counter_speech",
+        "He told me to go back to my country and I reported him.": "counter_speech",
+    }
+    for text, kind in examples.items():
+        assert kind_of.get(text) == kind, text
+
+
+def test_obfuscated_cases_hide_every_abusive_word_of_their_source(cases):
+    toxic = [c for c in cases if c.kind in suite.TOXIC_KINDS]
+    sources = {c.text for c in toxic}
+    assert sum(bool(suite.toxic_words(c.text)) for c in toxic) >= 0.9 * len(toxic)
+    back = {glyph: letter for letter, glyphs in suite.HOMOGLYPHS.items() for glyph in glyphs}
+    for case in cases:
+        if case.kind not in suite.OBFUSCATED_KINDS:
+            continue
+        assert case.text not in sources
+        assert suite.toxic_words(case.text) == [], case.text  # nothing abusive left readable
+        assert suite.toxic_words(suite.normalized(case.text)) == [], case.text  # not even after NFKC
+        if case.kind == "obfuscated_homoglyph":  # mapping the look-alikes back gives the source
+            assert "".join(back.get(ch, ch) for ch in case.text) in sources, case.text
+
+
+# --- obfuscate ----------------------------------------------------------------------------------------------
+
+PREFIX, WORD, SUFFIX = "You are an ", "idiot", ", shut up."
+
+
+def _middle(text: str) -> str:
+    assert text.startswith(PREFIX) and text.endswith(SUFFIX), text  # the other words are untouched
+    return text[len(PREFIX):-len(SUFFIX)]
+
+
+def test_obfuscate_spacing_leet_and_homoglyph():
+    text = PREFIX + WORD + SUFFIX
+    for seed in range(25):
+        spaced = _middle(suite.obfuscate(text, "spacing", seed))
+        assert len(spaced) == 2 * len(WORD) - 1 and spaced[::2] == WORD and len(set(spaced[1::2])) == 1
+        assert spaced[1] in suite.SEPARATORS
+        leet = _middle(suite.obfuscate(text, "leet", seed))
+        assert len(leet) == len(WORD) and leet != WORD and leet[0] in "i1!"
+        assert all(a == b or b == "*" or b in suite.LEET.get(a, "") for a, b in zip(WORD, leet)), leet
+        glyphs = _middle(suite.obfuscate(text, "homoglyph", seed))
+        assert len(glyphs) == len(WORD) and glyphs != WORD
+        assert all(a == b or b in suite.HOMOGLYPHS[a] for a, b in zip(WORD, glyphs)), glyphs
+        assert suite.normalized(glyphs) == glyphs and not glyphs.isascii()  # NFKC does not undo it
+    assert all(suite.normalized(g) == g for glyphs in suite.HOMOGLYPHS.values() for g in glyphs)
+    examples = {how: {suite.obfuscate(text, how, s) for s in range(25)} for how in suite.OBFUSCATIONS}
+    assert all(len(outputs) >= 4 for outputs in examples.values())  # the seed matters
+    assert any("i d i o t" in t for t in examples["spacing"]) and any("i.d.i.o.t" in t for t in examples["spacing"])
+    assert any("*" in _middle(t) for t in examples["leet"]) and any(re.search(r"\d", t) for t in examples["leet"])
+
+
+def test_obfuscate_is_deterministic_and_takes_the_words_it_is_given():
+    text = "I will kill you, idiot."
+    for how in suite.OBFUSCATIONS:
+        assert suite.obfuscate(text, how, seed=7) == suite.obfuscate(text, how, seed=7)
+        only_you = suite.obfuscate(text, how, seed=1, words=["you"])
+        assert only_you.startswith("I will kill ") and only_you.endswith(", idiot.") and "you" not in only_you
+        default = suite.obfuscate(text, how, seed=1)
+        assert default.startswith("I will ") and "you," in default and "kill" not in default and "idiot" not in default
+        plain = suite.obfuscate("Lovely weather today", how, seed=1)  # no abusive word: every longer word
+        assert not any(w in plain for w in ("Lovely", "weather", "today"))
+        for word in sorted(suite.TOXIC_WORDS):  # every word the suite hides can be hidden every way
+            assert all(suite.obfuscate(word, how, s) != word for s in range(3)), (how, word)
+    with pytest.raises(ValueError, match="unknown obfuscation"):
+        suite.obfuscate(text, "rot13")
+
+
+# --- swap_identity ------------------------------------------------------------------------------------------
+
+def test_swap_identity_replaces_one_group_by_another():
+    swap = suite.swap_identity
+    assert swap("Muslims are wonderful neighbours.", to="women") == "Women are wonderful neighbours."
+    assert swap("I love gay people.", to="muslim") == "I love Muslims."
+    assert swap("i love gay people", to="muslim") == "i love muslims"  # a lower-case post stays lower-case
+    assert swap("She is a Black woman who teaches math.", to="asian") == "She is an Asian woman who teaches math."
+    assert swap("I am a Muslim.", to="immigrant") == "I am an immigrant."
+    assert swap("Muslims pray and Muslims fast.", to="hindu") == "Hindus pray and Hindus fast."
+    assert swap("My white neighbours are loud.", to="black") == "My Black neighbours are loud."
+    assert swap("A Muslim family moved in.", to="deaf") == "A deaf family moved in."
+    for text in ("We painted the wall white.", "Please polish the floor.", "The weather is nice today."):
+        assert swap(text) == text  # everyday words, no identity term
+    with pytest.raises(ValueError, match="no adj form"):
+        swap("A Muslim family moved in.", to="women")  # "A women family"
+    with pytest.raises(ValueError, match="already"):
+        swap("I love Muslims.", to="muslim")
+    with pytest.raises(ValueError, match="unknown group"):
+        swap("I love Muslims.", to="martians")
+    seeded = {swap("I love Muslims.", seed=s) for s in range(12)}
+    assert len(seeded) >= 5 and "I love Muslims." not in seeded
+    assert all(suite.identity_terms(t)[0].group != "muslim" for t in seeded)
+    others = suite.counterfactuals("I love women.")
+    assert len(others) == len(set(others)) == len(suite.GROUPS) - 1 and "I love Muslims." in others
+    assert suite.counterfactuals("The weather is nice today.") == []
+
+
+def test_swapping_there_and_back_gives_the_suites_cases_back(cases):
+    checked = 0
+    for case in cases:
+        if case.kind not in ("neutral_identity", "positive_identity", "negated_hate") or case.group is None:
+            continue
+        found = {t.group for t in suite.identity_terms(case.text)}
+        assert found <= {case.group}, case.text  # no other group found in it
+        if not found:
+            continue  # "I am Black.": a bare everyday adjective is not taken for a group
+        for seed in range(2):
+            swapped = suite.swap_identity(case.text, seed=seed)
+            terms = suite.identity_terms(swapped)
+            assert swapped != case.text and all(t.group != case.group for t in terms)
+            if terms:
+                assert suite.swap_identity(swapped, to=case.group) == case.text
+                checked += 1
+    assert checked > 1500
+
+
+# --- the benchmark's scoring --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tiny, bench):  # type: ignore[no-untyped-def]
+    return bench.load_classifier(str(tiny.classifier), "float32", batch_size=16)
+
+
+def test_score_is_the_products_post_toxicity(tiny_classifier, bench, cases):
+    two = [c.text for c in cases if c.kind == "counter_speech" and ". " in c.text.rstrip(".")][:2]
+    sample = [c.text for c in cases[::53]] + two
+    assert len(two) == 2  # posts of two sentences too: the product scores the whole post
+    scores = bench.score(tiny_classifier, sample)
+    expected = tiny_classifier.toxicity(tiny_classifier.predict(sample))
+    assert scores.shape == (len(sample),)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert np.ptp(scores) > 0  # the random tiny model tells texts apart (barely: all near 0.502)
+    assert bench.score(tiny_classifier, []).shape == (0,)
+
+
+def _pick(cases: list[suite.Case], kind: str, splits: tuple[str, ...]) -> list[suite.Case]:
+    out = []
+    for split in splits:
+        out.append(next(c for c in cases if c.kind == kind and c.split == split and c not in out))
+    return out
+
+
+def test_flag_rates_count_scores_at_or_above_the_threshold(bench, cases):
+    neutral = _pick(cases, "neutral_identity", ("train", "train", "dev", "dev"))
+    insult = _pick(cases, "insult", ("train", "dev", "train", "train"))
+    hate = _pick(cases, "explicit_hate", ("train", "dev"))
+    picked = neutral + insult + hate
+    scores = [0.1, 0.5, 0.49, 0.9] + [0.9, 0.95, 0.85, 0.2] + [0.3, 0.7]
+    rates = bench.flag_rates(picked, scores, 0.5)
+    assert list(rates) == ["neutral_identity", "explicit_hate", "insult"]  # KINDS order, absent kinds left out
+    row = rates["neutral_identity"]
+    keys = ("n", "flagged", "flag_rate", "dev_n", "dev_flag_rate", "expected", "target", "met")
+    assert {k: row[k] for k in keys} == {"n": 4, "flagged": 2, "flag_rate": 0.5, "dev_n": 2, "dev_flag_rate": 0.5,
+                                         "expected": "clean", "target": "<= 0.10", "met": False}  # 0.5 in, 0.49 out
+    assert row["mean_score"] == pytest.approx(0.4975)
+    insult_row = rates["insult"]
+    assert (insult_row["flag_rate"], insult_row["dev_flag_rate"], insult_row["met"]) == (0.75, 1.0, False)
+    assert rates["insult"]["target"] == ">= 0.85" and rates["insult"]["expected"] == "toxic"
+    assert rates["explicit_hate"]["flag_rate"] == 0.5 and rates["explicit_hate"]["dev_flag_rate"] == 1.0
+    low = bench.flag_rates(picked, scores, 0.15)
+    assert (low["insult"]["flag_rate"], low["insult"]["met"]) == (1.0, True)
+    assert low["neutral_identity"]["flag_rate"] == 0.75
+    clean = bench.flag_rates(neutral, [0.0, 0.1, 0.2, 0.3], 0.5)["neutral_identity"]
+    assert (clean["flag_rate"], clean["met"]) == (0.0, True)
+    with pytest.raises(ValueError):
+        bench.flag_rates(picked, scores[:-1], 0.5)
+    # The first cases of a template are about the first groups: neutral 0.1 and 0.49 are about muslim, 0.5 and
+    # 0.9 about jewish; both hate cases (0.3, 0.7) about muslim; insults name no group.
+    assert [c.group for c in neutral] == ["muslim", "jewish", "muslim", "jewish"]
+    assert [c.group for c in hate] == ["muslim", "muslim"]
+    groups = bench.group_rates(picked, scores, 0.5)
+    assert list(groups) == ["muslim", "jewish"]
+    assert groups["muslim"] == {"axis": "religion", "benign_n": 2, "benign_flag_rate": 0.0, "attack_n": 2,
+                                "attack_caught": 0.5}
+    assert groups["jewish"] == {"axis": "religion", "benign_n": 2, "benign_flag_rate": 1.0, "attack_n": 0,
+                                "attack_caught": None}
+    axes = bench.axis_rates(groups)
+    assert axes == {"religion": {"groups": 2, "benign_n": 4, "attack_n": 2, "benign_flag_rate": 0.5,
+                                 "attack_caught": 0.5, "benign_spread": 1.0}}
+
+
+def test_the_benchmark_on_the_tiny_classifier(tiny, tiny_classifier, bench, tmp_path, capsys):
+    from moderator.config import PolicyConfig
+
+    assert bench.product_threshold() == PolicyConfig().rewrite_threshold
+    # The tiny model scores everything near 0.502: at its median score about half the cases are flagged.
+    median = float(np.median(bench.score(tiny_classifier, [c.text for c in suite.generate()])))
+    out = tmp_path / "tiny.json"
+    result = bench.main(["--classifier", str(tiny.classifier), "--json", str(out), "--examples", "2",
+                         "--threshold", repr(median)])
+    report = capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    assert saved["threshold"] == result["threshold"] == median
+    assert 0.3 < np.mean([s["toxicity"] >= median for s in saved["scores"]]) < 0.7
+    assert list(saved["kinds"]) == list(suite.KINDS)
+    assert len(saved["scores"]) == saved["cases"] == len(suite.generate())
+    for kind, row in saved["kinds"].items():  # the rates are those of the scores written next to them
+        mine = [s["toxicity"] >= saved["threshold"] for s in saved["scores"] if s["kind"] == kind]
+        assert row["n"] == len(mine) and row["flag_rate"] == pytest.approx(sum(mine) / len(mine), abs=1e-3)
+        assert kind in report
+    assert set(saved["groups"]) == {g.name for g in suite.GROUPS} and set(saved["axes"]) == set(suite.AXES)
+    # The reference column is alt-profanity-check's own, per kind: it catches plain insults, not identity statements.
+    judged = {kind: row["judge_flag_rate"] for kind, row in saved["kinds"].items()}
+    assert judged["insult"] > 0.7 and judged["neutral_identity"] < 0.2
+    assert "alt-prof" in report and "fairness per axis" in report and ("met" in report or "MISSED" in report)
