@@ -306,7 +306,10 @@ def bundle_detox(model, compare, data, engine, limit, recorded, threads) -> None
         carried = bundle.recorded_rows(list(recorded))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    named = {"LoRA (shipped)": str(model), **_named(compare)}
+    import json
+
+    method = json.loads((Path(model) / "train_stats.json").read_text()).get("method", "lora")
+    named = {f"{'DPO ' if method == 'dpo' else ''}LoRA (shipped)": str(model), **_named(compare)}
     table = detox_eval.evaluate(named, data, limit=limit, engine=engine)
     table["rows"] = {**{k: v for k, v in table["rows"].items() if k != "human rewrites"}, **carried,
                      "human rewrites": table["rows"]["human rewrites"]}

@@ -221,7 +221,7 @@ known insult kept); the rejected one is another candidate for the same text ({wh
 The reference model is the stage-1 adapter, frozen beside the trained copy on the same base. Loss:
 {' + '.join(stats['loss'])} (the chosen rewrite's log-likelihood, weight {stats['sft_weight']}), beta {stats['beta']},
 learning rate {stats['lr']}, batch {stats['batch_size']}, {s['steps']} steps, {stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads:
-{s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB."""
+{s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
 
 
 def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
