@@ -44,7 +44,7 @@ def main() -> None:
 
     from moderator import records
     from moderator.config import JobConfig
-    from moderator.pipeline import load_models, scoring_steps
+    from moderator.steps import load_models, scoring_steps
     from moderator.policy import unrewritable_threshold
     from moderator.rewrite import CANDIDATES_TYPE
     from moderator.verify import Verify

@@ -124,16 +124,17 @@ def stages_child(corpus: str, job: str) -> None:
     import tempfile
     from collections import Counter
 
-    from moderator import pipeline, readers
+    from moderator import readers
     from moderator.auditchain import ChainStart
     from moderator.checkpoint import Checkpoint
     from moderator.config import JobConfig
     from moderator.outputs import Outputs
+    from moderator.steps import apply_steps, build_steps, load_models
 
     config = JobConfig.load(job)
     times: dict[str, float] = {}
     t = time.perf_counter()
-    steps = pipeline.build_steps(config, pipeline.load_models(config))
+    steps = build_steps(config, load_models(config))
     times["load_models"] = time.perf_counter() - t
     [item] = readers.discover([corpus])
     t = time.perf_counter()
@@ -142,12 +143,12 @@ def stages_child(corpus: str, job: str) -> None:
     times["read"] = time.perf_counter() - t
     clock: Counter = Counter()
     t = time.perf_counter()
-    batches = [pipeline.apply_steps(steps.scoring, b, clock) for b in batches]
+    batches = [apply_steps(steps.scoring, b, clock) for b in batches]
     times["score"] = time.perf_counter() - t
     t = time.perf_counter()
-    batches = [pipeline.apply_steps(steps.rewriting, b, clock) for b in batches]
+    batches = [apply_steps(steps.rewriting, b, clock) for b in batches]
     times["rewrite"] = time.perf_counter() - t
-    ids = pipeline.model_ids(steps)
+    ids = steps.model_ids()
     with tempfile.TemporaryDirectory(dir=Path(corpus).parent) as staging:
         outputs = Outputs(Path(staging), "parquet", config.output.rows_per_shard, config.output.compression, 0o600,
                           (ChainStart(), "bench", {k: float(v) for k, v in vars(config.policy).items()}, ids, False),

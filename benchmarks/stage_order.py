@@ -39,7 +39,8 @@ def main() -> None:
     from make_corpus import corpus as make_corpus
 
     os.environ.update(environment())
-    from moderator import memory, pipeline, readers
+    from moderator import memory, readers
+    from moderator.steps import apply_steps, build_steps, load_models
     from moderator.config import JobConfig
 
     args.work.mkdir(parents=True, exist_ok=True)
@@ -47,19 +48,19 @@ def main() -> None:
     job = args.work / "job-stage-order.toml"
     job.write_text(toml(settings(argparse.Namespace(no_rewrite=False, engine=None, batch_size=None), "sequential")))
     config = JobConfig.load(str(job))
-    steps = pipeline.build_steps(config, pipeline.load_models(config))
+    steps = build_steps(config, load_models(config))
     [item] = readers.discover([str(corpus)])
     batches = list(readers.open_reader(item, config.input.batch_size, config.input.text_column, None,
                                        config.input.id_column))
 
     def grouped(clock: Counter) -> None:
-        scored = [pipeline.apply_steps(steps.scoring, b, clock) for b in batches]
+        scored = [apply_steps(steps.scoring, b, clock) for b in batches]
         for batch in scored:
-            pipeline.apply_steps(steps.rewriting, batch, clock)
+            apply_steps(steps.rewriting, batch, clock)
 
     def alternating(clock: Counter, trim: bool) -> None:
         for batch in batches:
-            pipeline.apply_steps(steps.rewriting, pipeline.apply_steps(steps.scoring, batch, clock), clock)
+            apply_steps(steps.rewriting, apply_steps(steps.scoring, batch, clock), clock)
             if trim:
                 memory.release()
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from moderator.errors import ConfigError, InputError
+from moderator.records import Stage
 from moderator.rundir import AUDIT, MANIFEST, OUTPUT, RunDir
 from moderator.writers import PRIVATE, JsonLinesWriter, json_default
 
@@ -229,7 +230,7 @@ def _parse(position: int, raw: bytes) -> Link:
     seq, prev = obj.get("seq"), obj.get("prev_sha256")
     if type(seq) is not int or not isinstance(prev, str):
         return Link(position, digest, None, None, "no seq or prev_sha256 field", cut)
-    decision = (obj.get("action"), obj.get("reason"), obj.get("stage") == "carried_over")
+    decision = (obj.get("action"), obj.get("reason"), obj.get("stage") == Stage.CARRIED_OVER)
     return Link(position, digest, seq, prev, None, cut, decision=decision)
 
 

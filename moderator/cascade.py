@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from moderator import records
+from moderator.records import Stage
 
 META, WEIGHTS = "cascade.json", "cascade.npz"
 
@@ -77,6 +78,6 @@ class Prefilter:
             probabilities = self.probability([texts[i] for i in present])
             for i, p, cleared in zip(present, probabilities.tolist(), self.clears(probabilities)):
                 if cleared:
-                    toxicity[i], stage[i] = p, "prefilter"
+                    toxicity[i], stage[i] = p, Stage.PREFILTER
         batch = records.set_column(batch, records.TOXICITY, pa.array(toxicity, pa.float32()))
         return records.set_column(batch, records.STAGE, pa.array(stage, pa.string()))

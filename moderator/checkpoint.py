@@ -26,39 +26,33 @@ sizes, output format...), and each input's path, size and modification time. Whe
 the inputs the interrupted run had read to the end are read once more to compare their sha256, and
 the models' content hashes are compared once they are loaded. Any difference and the unfinished
 output is discarded (with a log line) and the run starts over. Standard input (`-`) cannot be read
-again, so a run that reads it never resumes.
+again, so a run that reads it never resumes. The decision is `resume_or_start`, then
+`check_models` once the models are loaded.
 
-Test hook: `MODERATOR_FAULT=POINT:N` makes the process kill itself with SIGKILL the Nth time it
-reaches POINT (`read`: a batch was read; `classify`, `rewrite`...: a step is about to process a
-batch; `shard`: an output part was renamed into place, before the checkpoint is written;
-`checkpoint`: right after a checkpoint). The fault-injection tests use it to stop a real run at
-exact places; it is not meant for anything else.
+The fault-injection tests stop a real run at exact places with the test hook of `faults.py`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
 import os
-import signal
-from collections import Counter
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from moderator import __version__, readers
 from moderator.config import JobConfig
+from moderator.rundir import AUDIT, OUTPUT, QUARANTINE, RunDir, write_json_atomic
 from moderator.writers import PRIVATE
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.json"
 FORMAT = 1  # the checkpoint file's own format; a checkpoint of another format is not resumed
-
-
-def abspath(item: readers.InputFile) -> str:
-    return item.path if item.is_stdin else str(Path(item.path).resolve())
 
 
 def identity(config: JobConfig, files: list[readers.InputFile], force: bool = False) -> dict[str, Any] | None:
@@ -68,7 +62,7 @@ def identity(config: JobConfig, files: list[readers.InputFile], force: bool = Fa
     inputs = []
     for item in files:
         stat = os.stat(item.path)
-        inputs.append({"path": abspath(item), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+        inputs.append({"path": item.abspath, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
     # [report] settings only shape reports made later: changing them does not make a run different.
     settings = json.dumps({k: v for k, v in config.to_dict().items() if k != "report"}, sort_keys=True,
                           default=str).encode()
@@ -91,8 +85,6 @@ class Checkpoint:
     resumed: list[str] = field(default_factory=list)  # when the run was resumed, oldest first
 
     def save(self, staging: Path, file_mode: int = PRIVATE) -> None:
-        from moderator.rundir import write_json_atomic
-
         write_json_atomic(staging / CHECKPOINT, asdict(self), file_mode)
 
     @classmethod
@@ -116,8 +108,6 @@ class Checkpoint:
 
         Reads the inputs that the interrupted run had finished once more, to compare their sha256.
         """
-        from moderator.rundir import AUDIT, OUTPUT, QUARANTINE
-
         if current is None:
             return "this run reads standard input, which cannot be read again"
         if self.identity.get("format") != FORMAT or self.identity.get("moderator_version") != __version__:
@@ -138,27 +128,43 @@ class Checkpoint:
                 return f"{item.path} changed (its sha256 differs)"
         return None
 
-    def counters(self) -> dict[str, Any]:
-        """The counts as the Counter fields of `outputs.Counts`."""
-        c = self.counts
-        return {"input_rows": c.get("input_rows", 0), "output_rows": c.get("output_rows", 0),
-                "quarantined_rows": c.get("quarantined_rows", 0), "carried_over": c.get("carried_over", 0),
-                "actions": Counter({k: v for k, v in c.get("actions", {}).items() if v}),
-                "reasons": Counter(c.get("reasons", {})),
-                "quarantine_reasons": Counter(c.get("quarantine_reasons", {}))}
+
+def resume_or_start(rundir: RunDir, current: dict[str, Any] | None, files: list[readers.InputFile],
+                    started: str) -> tuple[Checkpoint, bool]:
+    """The run's checkpoint, and whether the run continues it: the unfinished run's in `rundir` when
+    it can be continued by a run of identity `current`, else a new run's (a new run id)."""
+    previous = _resumable(rundir, current, files)
+    if previous is None:
+        run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
+        return Checkpoint(current or {}, run_id, started, {}), False
+    previous.resumed.append(started)
+    log.info("resuming run %s from its checkpoint: %d rows done, %d output parts", previous.run_id,
+             previous.counts.get("input_rows", 0), len(previous.parts))
+    return previous, True
 
 
-_fault_seen: Counter = Counter()
+def _resumable(rundir: RunDir, current: dict[str, Any] | None, files: list[readers.InputFile]) -> Checkpoint | None:
+    """The checkpoint of an unfinished run of the same job in `rundir`, if it can be continued."""
+    previous = Checkpoint.load(rundir.staging) if rundir.staging.is_dir() else None
+    if previous is None:
+        return None
+    reason = previous.why_not(current, files, rundir.staging)
+    if reason is not None:
+        log.warning("not resuming the unfinished run %s in %s: %s; starting over", previous.run_id, rundir.path, reason)
+        return None
+    return previous
 
 
-def fault(point: str) -> None:
-    """Test hook: SIGKILL this process the Nth time it reaches `point` (MODERATOR_FAULT=POINT:N)."""
-    spec = os.environ.get("MODERATOR_FAULT")
-    if not spec:
-        return
-    name, _, nth = spec.partition(":")
-    if name != point:
-        return
-    _fault_seen[point] += 1
-    if _fault_seen[point] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+def check_models(checkpoint: Checkpoint, resume: bool, model_ids: dict[str, str | None],
+                 rundir: RunDir) -> tuple[Checkpoint, bool]:
+    """The checkpoint once the models are loaded: a resumed run whose models differ from the
+    interrupted run's starts over (same run id, a fresh staging folder); either way the checkpoint
+    records this run's `model_ids`."""
+    if resume and checkpoint.models != model_ids:
+        log.warning("not resuming the unfinished run %s: its models differ from this run's; starting over",
+                    checkpoint.run_id)
+        rundir.start(overwrite=True)
+        checkpoint = Checkpoint(checkpoint.identity, checkpoint.run_id, checkpoint.resumed[-1], model_ids)
+        resume = False
+    checkpoint.models = model_ids
+    return checkpoint, resume

@@ -33,6 +33,7 @@ from moderator import models, records, sentences
 from moderator.batching import padded_batches
 from moderator.config import ClassifierConfig, RuntimeConfig
 from moderator.errors import ConfigError, ModelError
+from moderator.records import Stage
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class Classifier:
             cursor += count
         scored = self.toxicity(probs)
         toxicity = [float(scored[i]) if todo[i] else prior[i] for i in range(n)]
-        stage = ["classifier" if todo[i] else stage[i] for i in range(n)]
+        stage = [Stage.CLASSIFIER if todo[i] else stage[i] for i in range(n)]
         batch = records.set_column(batch, records.TOXICITY, pa.array(toxicity, pa.float32()))
         batch = records.set_column(batch, records.STAGE, pa.array(stage, pa.string()))
         batch = records.set_column(batch, records.SENTENCES, pa.array(per_sentence, SENTENCES_TYPE))

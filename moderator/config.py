@@ -91,8 +91,8 @@ class RuntimeConfig:
     device: str = _help("where the models run: auto (GPU when there is one), cpu or cuda", "auto")
     threads: int = _help("CPU threads for torch; 0 lets torch decide", 0)
     executor: str = _help(
-        "local (this process: reading, scoring, rewriting and writing overlap in threads) or ray (Ray Data "
-        "on a cluster, or on a local one it starts; pip install 'moderator[ray]')", "local")
+        "local (this process: reading runs ahead in a thread; scoring and rewriting overlap as overlap_models "
+        "says) or ray (Ray Data on a cluster, or on a local one it starts; pip install 'moderator[ray]')", "local")
     queue_depth: int = _help(
         "local executor: record batches that may wait between two stages (read, score, rewrite, write); "
         "0 runs each batch through every step before the next is read", 2)
@@ -147,8 +147,8 @@ class ClassifierConfig:
         "posts, so memory does not depend on how long the longest posts of an input are", 4096)
     max_length: int = _help("tokens per post seen by the classifier; longer posts are truncated", 256)
     dtype: str = _help(
-        "float32, bfloat16, or auto: bfloat16 on GPUs and on CPUs with native bf16 units (scores within "
-        "0.03 of float32, about 3x faster), float32 on other CPUs", "auto")
+        "float32, bfloat16, or auto: bfloat16 on GPUs and on CPUs with native bf16 units (scores close to "
+        "float32's and several times faster: see Benchmarks in the README), float32 on other CPUs", "auto")
     cascade: str = _help(
         "cheap first stage that clears confidently clean posts before the transformer: auto (on when "
         "the classifier ships one that met its recall target and the rewrite threshold is not below "
@@ -187,10 +187,9 @@ class PolicyConfig:
         "unsure and sends it to review (uncertain_not_rewritable)", 0.0)
     delete_sentences: str = _help(
         "posts of several sentences: a toxic sentence for which no rewrite passes may be deleted, and the rest "
-        "of the post published if it still passes verification as a whole: any (measured on real forum "
-        "posts: 5 points more published and 5 fewer sent to review than unrewritable, still keeping 86% of "
-        "the non-toxic characters), unrewritable (only sentences the rewritability model judges not "
-        "rewritable), or never", "any")
+        "of the post published if it still passes verification as a whole: any (on real forum posts it "
+        "published more and sent fewer to review than unrewritable: see the README), unrewritable (only "
+        "sentences the rewritability model judges not rewritable), or never", "any")
     on_rewrite_failure: str = _help(
         "what happens to a toxic post when no rewrite candidate passes verification: review or remove", "review")
     max_rewrite_toxicity: float = _help(
@@ -252,9 +251,9 @@ class RewriterConfig:
     batch_size: int = _help("prompts per generate call of the transformers engine", 16)
     lora_serving: str = _help(
         "how vLLM applies the adapter: request (a LoRARequest per generate call, vLLM's LoRA kernels), "
-        "merged (base and adapter merged once into a cached checkpoint), or auto: request on GPUs, "
-        "merged on CPUs, where vLLM's LoRA path measured about 5x slower (same greedy output in float32 "
-        "on the benchmark sentences)", "auto")
+        "merged (base and adapter merged once into a cached model folder), or auto: request on GPUs, "
+        "merged on CPUs, where vLLM's LoRA path is several times slower (same greedy output in float32; "
+        "see Benchmarks in the README)", "auto")
     kv_cache_gib: int = _help("KV-cache size for vLLM on CPU, whole GiB (VLLM_CPU_KVCACHE_SPACE)", 2)
     gpu_memory_utilization: float = _help("share of GPU memory vLLM may take", 0.85)
 
@@ -292,7 +291,8 @@ class VerifyConfig:
     max_batch_tokens: int = _help("padded tokens per embedding pass (see [classifier] max_batch_tokens)", 4096)
     dtype: str = _help(
         "float32, bfloat16, or auto: bfloat16 on GPUs and on CPUs with native bf16 units (similarities "
-        "within 0.006 of float32, about 2.7x faster), float32 on other CPUs", "auto")
+        "close to float32's and several times faster: see Benchmarks in the README), float32 on other CPUs",
+        "auto")
 
     def __post_init__(self) -> None:
         _check_positive("verify", batch_size=self.batch_size, max_batch_tokens=self.max_batch_tokens)

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from moderator import records
+from moderator.records import Action
 
 # Allowed values, as the API names them (its documentation's enumerations).
 DECISION_VISIBILITIES = (
@@ -270,10 +271,10 @@ def statement(line: dict[str, Any], settings: Any, classifier_sha256: str | None
     decided = line["time"][:10]
     thresholds = line.get("thresholds") or {}
     model = f"toxicity classifier sha256 {classifier_sha256[:12]}" if classifier_sha256 else "toxicity classifier"
-    if action == "remove":
+    if action == Action.REMOVE:
         visibility = ["DECISION_VISIBILITY_CONTENT_REMOVED"]
         facts = f"An automated {model} scored the post {line['toxicity']:.3f} for toxicity, " + _removal_facts(line, thresholds)
-    elif action == "rewrite":
+    elif action == Action.REWRITE:
         visibility = ["DECISION_VISIBILITY_OTHER"]
         sentences = line.get("rewritten_sentences")
         what = (f"{sentences} of its sentences" if isinstance(sentences, int) and sentences > 1 else "its toxic part")
@@ -285,7 +286,7 @@ def statement(line: dict[str, Any], settings: Any, classifier_sha256: str | None
     else:
         raise ValueError(f"no statement of reasons for action {action!r}")
     sor: dict[str, Any] = {"decision_visibility": visibility}
-    if action == "rewrite":
+    if action == Action.REWRITE:
         sor["decision_visibility_other"] = settings.dsa_visibility_other_rewrite
     sor["decision_ground"] = settings.dsa_decision_ground
     if settings.dsa_decision_ground_reference_url:
@@ -400,7 +401,7 @@ def export(run_dirs: list[Any], settings: Any, path: Any, file_mode: int = 0o600
                     if post_id != line.get("id"):
                         raise InputError(f"{run_dir}: the output's rows do not follow its audit log (post "
                                          f"{line.get('id')!r} in the log, {post_id!r} in the output)")
-                if action not in ("remove", "rewrite"):
+                if action not in (Action.REMOVE, Action.REWRITE):
                     continue
                 if line.get("carried_from"):
                     result.carried_over += 1

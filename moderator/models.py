@@ -6,23 +6,22 @@ A model reference is one of:
 - a model-hub id such as `unitary/toxic-bert`, fetched once into the hub cache (needs network the
   first time; `HF_HUB_OFFLINE=1` uses the cache only).
 
-Every model a run uses is identified by the sha256 of its folder's content, which goes into the
-audit log and the manifest: two runs with the same identities used the same weights.
+Every model a run uses is identified by the sha256 of its folder's content (`hashing.tree_sha256`),
+which goes into the audit log and the manifest: two runs with the same identities used the same
+weights.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from moderator import pip_models
 from moderator.errors import ModelError
+from moderator.hashing import tree_sha256
 
 log = logging.getLogger(__name__)
 
@@ -89,41 +88,6 @@ def _from_hub(repo_id: str, what: str) -> Path:
             f"{what} {repo_id!r}: not a local folder, and fetching it from the model hub failed "
             f"({type(exc).__name__}: {first[:200]}); pass a local folder instead"
         ) from None
-
-
-@functools.lru_cache(maxsize=64)
-def _tree_sha256_cached(path: str, stamp: tuple) -> str:
-    digest = hashlib.sha256()
-    for file in _model_files(Path(path)):
-        digest.update(file.relative_to(path).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(file_sha256(file).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def _model_files(root: Path) -> list[Path]:
-    skip = {".cache", "__pycache__", ".git", ".locks"}
-    files = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if d not in skip)
-        files.extend(Path(dirpath) / name for name in sorted(filenames) if not name.endswith(".lock"))
-    return sorted(files)
-
-
-def tree_sha256(path: Path) -> str:
-    """sha256 over a folder's files (relative names and contents), stable across machines."""
-    files = _model_files(path)
-    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    return _tree_sha256_cached(str(path), stamp)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from before a resume are hashed when the run finishes.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,11 @@ import pyarrow as pa
 from moderator import memory, records
 from moderator.audit import AuditLog
 from moderator.auditchain import ChainStart, ChainWriter
-from moderator.checkpoint import Checkpoint, fault
+from moderator.checkpoint import Checkpoint
 from moderator.errors import OutputError
+from moderator.faults import fault
+from moderator.hashing import file_sha256
+from moderator.readers import InputFile
 from moderator.rundir import AUDIT, OUTPUT, QUARANTINE
 from moderator.writers import JsonLinesWriter, PartWriter, quarantine_records
 
@@ -45,7 +47,7 @@ class Counts:
         actions = batch.column(records.ACTION).to_pylist()
         reasons = batch.column(records.REASON).to_pylist()
         stages = batch.column(records.STAGE).to_pylist() if records.STAGE in batch.schema.names else []
-        self.carried_over += stages.count("carried_over")
+        self.carried_over += stages.count(records.Stage.CARRIED_OVER)
         self.input_rows += batch.num_rows
         for q, action, reason in zip(quarantine, actions, reasons):
             if q is not None:
@@ -55,6 +57,15 @@ class Counts:
                 self.output_rows += 1
                 self.actions[action] += 1
                 self.reasons[reason] += 1
+
+    @classmethod
+    def from_dict(cls, counts: dict[str, Any]) -> Counts:
+        """The counts `to_dict` gave (a checkpoint's), to count on from."""
+        return cls(input_rows=counts.get("input_rows", 0), output_rows=counts.get("output_rows", 0),
+                   quarantined_rows=counts.get("quarantined_rows", 0), carried_over=counts.get("carried_over", 0),
+                   actions=Counter({k: v for k, v in counts.get("actions", {}).items() if v}),
+                   reasons=Counter(counts.get("reasons", {})),
+                   quarantine_reasons=Counter(counts.get("quarantine_reasons", {})))
 
     def summary(self) -> dict[str, int]:
         return {**{a: self.actions.get(a, 0) for a in records.ACTIONS}, "quarantine": self.quarantined_rows}
@@ -88,7 +99,7 @@ class Outputs:
         self.quarantine = JsonLinesWriter(staging / QUARANTINE, file_mode, checkpoint.quarantine if resume else None)
         self.audit = AuditLog(ChainWriter(staging / AUDIT, chain, file_mode, checkpoint.audit if resume else None),
                               run_id, thresholds, model_ids, include_text=include_text)
-        self.counts = Counts(**checkpoint.counters()) if resume else Counts()
+        self.counts = Counts.from_dict(checkpoint.counts) if resume else Counts()
         self.inputs_done: list[dict[str, Any]] = list(checkpoint.inputs_done) if resume else []
         self._finished_parts = len(self.parts.parts)
         self.part_sha256: dict[str, str] = {}  # part file -> sha256, filled as parts complete
@@ -126,14 +137,10 @@ class Outputs:
         for part in done:
             if part["file"] not in self.part_sha256:
                 path = self.parts.folder / part["file"]
-                digest = hashlib.sha256()
                 try:
-                    with open(path, "rb") as handle:
-                        for chunk in iter(lambda: handle.read(1 << 20), b""):
-                            digest.update(chunk)
+                    self.part_sha256[part["file"]] = file_sha256(path)
                 except OSError as exc:
                     raise OutputError(f"{path}: cannot read back ({exc.strerror})") from None
-                self.part_sha256[part["file"]] = digest.hexdigest()
 
     def save_checkpoint(self, position: tuple[int, int]) -> None:
         self._hash_parts()
@@ -159,3 +166,11 @@ class Outputs:
         """The manifest's `output` section: the parts with their rows, and each part's sha256."""
         return {"format": fmt, "folder": OUTPUT, "parts": parts,
                 "sha256": {p["file"]: self.part_sha256[p["file"]] for p in parts}}
+
+
+def output_format(setting: str, files: list[InputFile]) -> str:
+    """The output parts' format: `[output] format`, or with `auto` JSONL when every input is JSONL,
+    else Parquet."""
+    if setting != "auto":
+        return setting
+    return "jsonl" if all(f.format == "jsonl" for f in files) else "parquet"

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from moderator import records
+from moderator.records import Action, Stage
 from moderator.config import PolicyConfig
 
 TARGETS_TYPE = pa.list_(pa.struct([pa.field("start", pa.int32()), pa.field("end", pa.int32()),
@@ -58,16 +59,17 @@ class Policy:
         actions, reasons = [], []
         for score, hopeless, entire in zip(toxicity, unrewritable, whole):
             if score < config.rewrite_threshold:
-                action, reason = "allow", "below_rewrite_threshold"
+                action, reason = Action.ALLOW, "below_rewrite_threshold"
             elif config.remove_threshold is not None and score >= config.remove_threshold:
-                action, reason = "remove", "above_remove_threshold"
+                action, reason = Action.REMOVE, "above_remove_threshold"
             elif entire and hopeless >= self.unrewritable_at:
                 sure = score >= config.sure_toxicity
-                action, reason = ("remove", "not_rewritable") if sure else ("review", "uncertain_not_rewritable")
+                action, reason = ((Action.REMOVE, "not_rewritable") if sure
+                                  else (Action.REVIEW, "uncertain_not_rewritable"))
             elif self.rewrite_enabled:
-                action, reason = "rewrite", "above_rewrite_threshold"
+                action, reason = Action.REWRITE, "above_rewrite_threshold"
             else:
-                action, reason = "review", "rewrite_disabled"
+                action, reason = Action.REVIEW, "rewrite_disabled"
             actions.append(action), reasons.append(reason)
         return actions, reasons
 
@@ -105,8 +107,8 @@ class Policy:
         actions, reasons = self.decide(scores, unrewritable, whole)
         if records.STAGE in batch.schema.names:
             for i, stage in enumerate(batch.column(records.STAGE).to_pylist()):
-                if stage == "prefilter":  # cleared by the cascade: confidently clean
-                    actions[i], reasons[i] = "allow", "cleared_by_prefilter"
+                if stage == Stage.PREFILTER:  # cleared by the cascade: confidently clean
+                    actions[i], reasons[i] = Action.ALLOW, "cleared_by_prefilter"
         mask = pa.array(~present)
         batch = records.set_column(batch, records.TARGETS, pa.array(targets, TARGETS_TYPE))
         batch = records.set_column(batch, records.UNREWRITABLE, pa.array(

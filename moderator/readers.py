@@ -69,6 +69,11 @@ class InputFile:
     def is_stdin(self) -> bool:
         return self.path == STDIN
 
+    @property
+    def abspath(self) -> str:
+        """The path manifests and checkpoints record: absolute, or "-" for standard input."""
+        return self.path if self.is_stdin else str(Path(self.path).resolve())
+
 
 def format_of(path: str) -> str | None:
     lower = path.lower()

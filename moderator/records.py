@@ -22,7 +22,7 @@ QUARANTINE = "__mod_quarantine"  # reason code, or null for rows that go on
 DETAIL = "__mod_detail"  # human-readable detail for the quarantine reason
 ID = "__mod_id"
 TEXT = "__mod_text"
-STAGE = "__mod_stage"  # which model scored the row: "prefilter" (cascade first stage) or "classifier"
+STAGE = "__mod_stage"  # what scored the row (`Stage`)
 TOXICITY = "__mod_toxicity"
 SCORES = "__mod_scores"
 ACTION = "__mod_action"
@@ -45,8 +45,30 @@ CARRIED_FROM = "__mod_carried_from"  # run id of the earlier run whose decision 
 
 ANNOTATION = "moderation"  # the output's struct column
 
-# Actions and reason codes. Every decision carries exactly one reason code.
-ACTIONS = ("allow", "rewrite", "review", "remove")
+# The names a decision is made of: actions and the stage that scored a post, spelled in this one
+# place, and the reason codes with what each means. Every decision carries exactly one reason code:
+# the steps that decide (policy, rewrite, verify) spell it out, and tests/test_policy.py checks that
+# each one they use is documented here.
+
+
+class Action:
+    """What happens to a post (the output's `moderation.action`)."""
+
+    ALLOW = "allow"
+    REWRITE = "rewrite"
+    REVIEW = "review"
+    REMOVE = "remove"
+
+
+class Stage:
+    """What scored a post (the output's `moderation.stage`)."""
+
+    PREFILTER = "prefilter"  # the cascade's first stage cleared it
+    CLASSIFIER = "classifier"
+    CARRIED_OVER = "carried_over"  # an earlier run decided it, with the same text, policy and models (state.py)
+
+
+ACTIONS = (Action.ALLOW, Action.REWRITE, Action.REVIEW, Action.REMOVE)
 REASONS = {
     "below_rewrite_threshold": "allow: toxicity under the rewrite threshold",
     "cleared_by_prefilter": "allow: the cascade's first stage is confident the post is clean",
@@ -80,10 +102,6 @@ QUARANTINE_REASONS = {
     "text_empty": "the text is empty or only whitespace",
     "record_too_large": "the line (JSONL) or text (Parquet) is over [input] max_record_bytes; not kept whole",
 }
-
-
-def internal_columns(schema: pa.Schema) -> list[str]:
-    return [name for name in schema.names if name.startswith(PREFIX)]
 
 
 def set_column(batch: pa.RecordBatch, name: str, values: pa.Array) -> pa.RecordBatch:

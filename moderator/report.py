@@ -14,7 +14,7 @@ report say so and `moderate report` exit 6. Its result is one JSON-able dict, th
 every rendering:
 
     summary = summarize([Path("runs/2026-11-24"), Path("runs/2026-11-25")], JobConfig().report)
-    write_html(summary, Path("report.html"))
+    Path("report.html").write_text(render_html(summary))
 
 The QA sample is stratified by (action, reason): up to `qa_per_stratum` decisions per stratum,
 drawn by reservoir sampling with a seeded generator, so the same runs and seed give the same

@@ -20,6 +20,7 @@ from moderator import models, prompts, records
 from moderator.config import RewriterConfig, RuntimeConfig
 from moderator.engines import Engine, build_engine
 from moderator.errors import ModelError
+from moderator.records import Action
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Rewriter:
         return [prompts.parse_completion(g.text) for g in self.engine.generate([prompts.build_prompt(p) for p in posts])]
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        rows = records.rows_with_action(batch, "rewrite")
+        rows = records.rows_with_action(batch, Action.REWRITE)
         candidates: list[list[list[str]] | None] = [None] * batch.num_rows
         if not rows:
             return records.set_column(batch, records.REWRITE_CANDIDATES, pa.array(candidates, CANDIDATES_TYPE))
@@ -93,7 +94,7 @@ class Rewriter:
         for i in rows:
             fitted = [self.fit(texts[i][t["start"]:t["end"]]) for t in targets[i]]
             if any(prompt is None for prompt, _ in fitted):
-                actions[i], reasons[i] = "review", "too_long_to_rewrite"
+                actions[i], reasons[i] = Action.REVIEW, "too_long_to_rewrite"
                 continue
             if any(truncated for _, truncated in fitted):
                 reasons[i] = "rewritten_truncated"

@@ -54,7 +54,6 @@ from moderator.writers import PRIVATE, make_folder
 
 log = logging.getLogger(__name__)
 
-CARRIED_OVER = "carried_over"  # the stage of a carried-over post
 DECISION = {  # stored field -> working column
     "toxicity": records.TOXICITY,
     "stage": records.STAGE,
@@ -168,9 +167,6 @@ class StateStore:
             except sqlite3.Error as exc:
                 raise OutputError(f"{self.path}: cannot write the state store ({exc})") from None
 
-    def count(self) -> int:
-        return self.db.execute("SELECT count(*) FROM decisions").fetchone()[0]
-
     def close(self) -> None:
         self.db.close()
 
@@ -202,7 +198,7 @@ class CarryOver:
         scored = [i for i in range(n) if i not in decisions]
         kept = batch.take(pa.array(carried, pa.int64()))
         for field, column in DECISION.items():
-            values = [CARRIED_OVER if field == "stage" else decisions[i].get(field) for i in carried]
+            values = [records.Stage.CARRIED_OVER if field == "stage" else decisions[i].get(field) for i in carried]
             kept = records.set_column(kept, column, pa.array(values, self.types[field]))
         kept = records.set_column(kept, records.CARRIED_FROM, pa.array([decisions[i].get("run_id") for i in carried],
                                                                          pa.string()))

@@ -24,6 +24,7 @@ from moderator import records, sentences
 from moderator.classify import Classifier
 from moderator.config import PolicyConfig
 from moderator.embed import Embedder
+from moderator.records import Action
 
 _NON_WORD = re.compile(r"[\W_]+")
 
@@ -132,7 +133,7 @@ class Verify:
         for i, t, s in zip(whole, post_toxicity.tolist(), post_similarity.tolist()):
             toxicity[i], similarity[i] = t, s
         for i in rows:
-            if actions[i] != "rewrite":
+            if actions[i] != Action.REWRITE:
                 continue
             failure = self.check(texts[i], rewrites[i], toxicity[i] or 0.0, similarity[i] or 0.0)
             if failure is not None:

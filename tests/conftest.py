@@ -75,7 +75,7 @@ def tiny_config(tiny: Tiny, **sections: dict) -> JobConfig:
 @pytest.fixture(scope="session")
 def hf_models(tiny: Tiny):
     """Every model loaded once (transformers engine), for tests that run many small pipelines."""
-    from moderator.pipeline import load_models
+    from moderator.steps import load_models
 
     return load_models(tiny_config(tiny))
 

@@ -10,7 +10,8 @@ import pytest
 from conftest import POSTS, SHARED_DATA, read_lines, read_output, tiny_config, write_parquet
 
 from moderator.cascade import Prefilter
-from moderator.pipeline import load_models, run
+from moderator.pipeline import run
+from moderator.steps import load_models
 from train import cascade as cascade_trainer
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")

@@ -202,7 +202,7 @@ def test_staged_keeps_order_bounds_what_is_in_flight_and_stops_its_threads():
     import threading
     import time
 
-    from moderator.pipeline import staged
+    from moderator.executors.local import staged
 
     produced, consumed, in_flight = [], [], []
 
@@ -231,7 +231,7 @@ def test_staged_keeps_order_bounds_what_is_in_flight_and_stops_its_threads():
 
 
 def test_staged_raises_an_error_after_the_items_before_it():
-    from moderator.pipeline import staged
+    from moderator.executors.local import staged
 
     def source():
         yield from range(5)
@@ -300,7 +300,7 @@ def test_on_a_cpu_the_classifier_and_the_engine_take_turns_in_the_callers_thread
     import time
 
     from moderator.config import RuntimeConfig
-    from moderator.pipeline import models_overlap
+    from moderator.executors.local import models_overlap
 
     assert not models_overlap(RuntimeConfig(device="cpu"))  # auto: overlap on GPUs only (none here)
     assert models_overlap(RuntimeConfig(device="cpu", overlap_models="on"))

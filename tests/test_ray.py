@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import POSTS, read_lines, read_output, tiny_config, write_jsonl, write_parquet
 
-from moderator import ray_executor
+from moderator.executors import ray as ray_executor
 from moderator.checkpoint import Checkpoint
 from moderator.cli import cli
 from moderator.config import JobConfig

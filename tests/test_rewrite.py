@@ -12,9 +12,9 @@ from moderator.config import ClassifierConfig, PolicyConfig, RewriterConfig, Run
 from moderator.embed import Embedder
 from moderator.engines import HFEngine, lora_int_id, lora_serving
 from moderator.errors import ModelError
-from moderator.merge import merged_checkpoint
+from moderator.merge import merged_model as merged_checkpoint
 from moderator.models import resolve
-from moderator.pip_models import MARKER
+from moderator.model_cache import MARKER
 from moderator.rewrite import Rewriter, resolve_models
 from moderator.verify import Verify
 

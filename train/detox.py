@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from moderator import models, prompts
+from moderator.causal_lm import load_lm
 from train import data
 from train.loop import Checkpointing, Trained, fit, save_run_info, schedule, seed_everything
 
@@ -56,17 +57,8 @@ def lora_targets(model: torch.nn.Module, scope: str = "all") -> list[str] | str 
 
 
 def load_base(base: str, dtype: torch.dtype):  # -> (model, tokenizer, is_seq2seq)
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
-    path = models.resolve_path(base, "rewriter base")
-    config = AutoConfig.from_pretrained(path)
-    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
-    loader = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    model = loader.from_pretrained(path, dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer, seq2seq
+    """The base as the transformers engine loads it (`moderator.causal_lm.load_lm`)."""
+    return load_lm(models.resolve_path(base, "rewriter base"), dtype)
 
 
 def encode_decoder_example(tokenizer, post: str, rewrite: str, max_length: int) -> tuple[list[int], list[int]]:  # type: ignore[no-untyped-def]

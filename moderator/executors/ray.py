@@ -12,9 +12,10 @@ The dataset flowing through Ray is one row per moderator record batch:
 - **No second implementation.** Reading is `readers.open_reader` (the local executor's readers), so
   a bad JSONL line is quarantined, not a failed read, rows are numbered and ids derived exactly as in
   a local run, and the file's size and sha256 come from the same hashing reader. The actors build
-  their steps once from the run's `JobConfig` with `pipeline.load_models` and
-  `pipeline.scoring_steps` / `rewriting_steps` and call them on each batch through
-  `pipeline.apply_steps`; each actor checks that its models have the content hashes the run records.
+  their steps once from the run's `JobConfig` with `steps.load_models` and
+  `steps.scoring_steps` / `rewriting_steps` and call them on each batch through
+  `steps.score_batch` / `rewrite_batch`; each actor checks that its models have the content hashes
+  the run records. Batches are written with `executors.base.write_batch`, as the local executor does.
 - **Why not `read_parquet` / `read_json`.** Ray's readers would fail a whole file on one bad JSON
   line, cannot number rows or derive ids the way the audit log needs, and cut blocks differently.
   Block boundaries matter: the classifier pads per batch and the rewriter batches prompts, so the
@@ -33,11 +34,11 @@ The dataset flowing through Ray is one row per moderator record batch:
   the work (Parquet encoding and one JSON line per post) next to classification and generation,
   so one writer keeps up with many GPU actors; `preserve_order` keeps the input order.
 - **Incremental runs.** With a state store (`[state] path`, a SQLite file on this machine), the
-  score actors set aside the posts an earlier run decided, as a local run does (`pipeline.score_batch`
+  score actors set aside the posts an earlier run decided, as a local run does (`steps.score_batch`
   with the same `state.CarryOver`): they look the batch's ids up through one small actor that runs on
   this process's node and reads the file (SQLite wants its readers on the machine that holds it,
   not on a network file system), and the carried rows travel beside the scored ones. This process
-  merges them back in input order and stores the new decisions (`pipeline.merge_carried`), just
+  merges them back in input order and stores the new decisions (`steps.merge_carried`), just
   before writing the batch, as the local executor does.
 - **Not supported:** standard input (a Ray task cannot read this process's stdin); refused before
   anything starts. Checkpoints and resuming work as in a local run: the driver takes them, and a
@@ -52,7 +53,6 @@ import importlib.util
 import json
 import logging
 import os
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,11 +61,13 @@ from typing import Any
 import pyarrow as pa
 
 from moderator import memory, readers
-from moderator.checkpoint import abspath
 from moderator.config import JobConfig
 from moderator.errors import ConfigError, ModelError, ModeratorError
+from moderator.executors.base import Work, file_stats, write_batch
 from moderator.outputs import Outputs
 from moderator.state import CarryOver
+from moderator.steps import load_models, merge_carried, rewrite_batch, rewriting_steps, score_batch, scoring_steps
+from moderator.steps import model_ids as hashes_of
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +85,46 @@ SCHEMA = pa.schema([
 ])
 
 
-def check(config: JobConfig, files: list[readers.InputFile]) -> None:
-    """Refuse what this executor cannot do, before anything is written."""
-    if importlib.util.find_spec("ray") is None:
-        raise ConfigError("[runtime] executor = ray needs Ray: pip install 'moderator[ray]' (or 'ray[data]'), "
-                          "or use --executor local")
-    if any(f.is_stdin for f in files):
-        raise ConfigError("--executor ray cannot read standard input (its tasks run in other processes); "
-                          "write the input to a file, or use --executor local")
+class RayExecutor:
+    """The run's batches through its steps on Ray Data (`[runtime] executor = "ray"`)."""
+
+    rewrites_here = False  # the rewrite actors load the decoder; the run only records it
+
+    def check(self, config: JobConfig, files: list[readers.InputFile]) -> None:
+        """Refuse what this executor cannot do, before anything is written: no Ray, standard input."""
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("[runtime] executor = ray needs Ray: pip install 'moderator[ray]' (or 'ray[data]'), "
+                              "or use --executor local")
+        if any(f.is_stdin for f in files):
+            raise ConfigError("--executor ray cannot read standard input (its tasks run in other processes); "
+                              "write the input to a file, or use --executor local")
+
+    def execute(self, work: Work, outputs: Outputs, timings: Counter, bar: Any) -> None:
+        """Moderate `work` on Ray Data into `outputs`, in input order; with a state store, the posts an
+        earlier run decided are merged back here, just before their batch is written."""
+        import ray
+
+        started = connect(work.config)
+        try:
+            for item in _results(work):
+                if item["batch"] is None:
+                    outputs.file_done(file_stats(work.files[item["file"]], **json.loads(item["stats"])))
+                    continue
+                timings.update(json.loads(item["timings"]))
+                batch = decode(item["batch"])
+                if item["carried"] is not None:
+                    scored_at, carried_at = json.loads(item["positions"])
+                    batch = merge_carried(work.carry, batch, (decode(item["carried"]), scored_at, carried_at),  # type: ignore[arg-type]
+                                          timings)
+                write_batch(outputs, batch, item["file"], item["first"], work.skip(item["file"]), timings, bar)
+        except Exception as exc:
+            cause = _cause(exc)
+            if cause is not exc:
+                raise cause from None
+            raise
+        finally:
+            if started:
+                ray.shutdown()
 
 
 def encode(batch: pa.RecordBatch) -> bytes:
@@ -161,8 +195,6 @@ class ScoreActor(_StepsActor):
 
     def __init__(self, config: JobConfig, model_ids: dict[str, str | None],
                  carry: dict[str, Any] | None = None) -> None:
-        from moderator.pipeline import load_models, scoring_steps
-
         models = load_models(config, rewriter=False)
         self._check({"classifier": models.classifier.model_ref.sha256}, model_ids)
         self.steps = scoring_steps(config, models)
@@ -171,8 +203,6 @@ class ScoreActor(_StepsActor):
             carry["force"])
 
     def process(self, row: dict[str, Any], batch: pa.RecordBatch, clock: Counter) -> None:
-        from moderator.pipeline import score_batch
-
         batch, carried = score_batch(self.steps, self.carry, batch, clock)
         row["batch"] = encode(batch)
         if carried is not None:
@@ -184,15 +214,11 @@ class RewriteActor(_StepsActor):
     """rewrite, verify: one engine (vLLM or transformers) per actor, on the actor's GPU when it has one."""
 
     def __init__(self, config: JobConfig, model_ids: dict[str, str | None]) -> None:
-        from moderator.pipeline import load_models, rewriting_steps
-
         models = load_models(config)
-        self._check({name: ref.sha256 if ref else None for name, ref in models.refs().items()}, model_ids)
+        self._check(hashes_of(models.refs()), model_ids)
         self.steps = rewriting_steps(config, models)
 
     def process(self, row: dict[str, Any], batch: pa.RecordBatch, clock: Counter) -> None:
-        from moderator.pipeline import rewrite_batch
-
         row["batch"] = encode(rewrite_batch(self.steps, batch, clock))
 
 
@@ -231,7 +257,7 @@ def connect(config: JobConfig, **init_args: Any) -> bool:
 
     if ray.is_initialized():
         return False
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]  # the moderator package
     if config.runtime.ray_address:
         # The cluster's workers get this very moderator (and its bundled models) from the driver; the
         # nodes need its dependencies (torch, transformers, vLLM...) installed.
@@ -244,67 +270,19 @@ def connect(config: JobConfig, **init_args: Any) -> bool:
     return True
 
 
-def drain(config: JobConfig, files: list[readers.InputFile], model_ids: dict[str, str | None],
-          start: tuple[int, int], outputs: Outputs, timings: Counter, bar: Any,
-          carry: CarryOver | None = None) -> None:
-    """Moderate `files` from input position `start` on Ray Data into `outputs`, in input order; with
-    `carry` (a state store), posts decided by an earlier run are carried over."""
+def _results(work: Work) -> Iterator[dict[str, Any]]:
+    """The dataset's rows as they come back to this process, in input order (from the start position on)."""
     import ray
 
-    from moderator.pipeline import merge_carried
-
-    started = connect(config)
-    try:
-        for item in _results(config, files, model_ids, start, carry):
-            if item["batch"] is None:
-                stats = json.loads(item["stats"])
-                outputs.file_done({"path": abspath(files[item["file"]]), "name": files[item["file"]].name,
-                                   "format": files[item["file"]].format, **stats})
-                continue
-            timings.update(json.loads(item["timings"]))
-            batch, first = decode(item["batch"]), item["first"]
-            if item["carried"] is not None:
-                scored_at, carried_at = json.loads(item["positions"])
-                batch = merge_carried(carry, batch, (decode(item["carried"]), scored_at, carried_at), timings)
-            skip = start[1] if item["file"] == start[0] else 0
-            t = time.perf_counter()
-            outputs.write(batch.slice(max(skip - first, 0)), item["file"], max(first, skip))
-            timings["write"] += time.perf_counter() - t
-            bar.update(first + batch.num_rows - max(first, skip))
-            bar.set_postfix(outputs.counts.summary(), refresh=False)
-    except Exception as exc:
-        cause = _cause(exc)
-        if cause is not exc:
-            raise cause from None
-        raise
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _results(config: JobConfig, files: list[readers.InputFile], model_ids: dict[str, str | None],
-             start: tuple[int, int], carry: CarryOver | None) -> Iterator[dict[str, Any]]:
-    import ray
-
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # rows come back in input order: the audit chain needs it
-    context.enable_progress_bars = False
-    # One record batch per Ray block: Ray would otherwise pack a read task's rows into blocks of up to
-    # 128 MiB, and an actor pool spreads blocks, not rows, over its actors (one file: one actor).
-    context.target_max_block_size = 1
-    if not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # its start and finish lines, per run
-    runtime = config.runtime
-    tasks = [{"file": i, "skip": start[1] if i == start[0] else 0} for i in range(start[0], len(files))]
+    config, files, start, carry = work.config, work.files, work.start, work.carry
+    tasks = [{"file": i, "skip": work.skip(i)} for i in range(start[0], len(files))]
+    _configure_ray_data()
     if not tasks:
         return
-    resources = ray.cluster_resources()
-    gpus = int(resources.get("GPU", 0)) if runtime.device != "cpu" else 0
-    rewriters = (runtime.ray_rewrite_actors or max(gpus, 1)) if config.rewriter.enabled else 0
-    free = resources.get("CPU", 1) - rewriters * runtime.ray_cpus_per_actor
-    scorers = runtime.ray_score_actors or max(1, int(free // runtime.ray_cpus_per_actor))
+    runtime = config.runtime
+    gpus, scorers, rewriters = _actor_counts(config)
     lookup = None if carry is None else _start_lookup(carry)
-    args = {"config": config, "model_ids": model_ids}
+    args = {"config": config, "model_ids": work.steps.model_ids()}
     carried = None if carry is None else {"lookup": lookup, "fingerprint": carry.fingerprint,
                                           "run_id": carry.run_id, "force": carry.force}
     ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
@@ -325,6 +303,32 @@ def _results(config: JobConfig, files: list[readers.InputFile], model_ids: dict[
     finally:
         if lookup is not None and ray.is_initialized():  # a generator left early is closed later
             ray.kill(lookup)
+
+
+def _configure_ray_data() -> None:
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True  # rows come back in input order: the audit chain needs it
+    context.enable_progress_bars = False
+    # One record batch per Ray block: Ray would otherwise pack a read task's rows into blocks of up to
+    # 128 MiB, and an actor pool spreads blocks, not rows, over its actors (one file: one actor).
+    context.target_max_block_size = 1
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # its start and finish lines, per run
+
+
+def _actor_counts(config: JobConfig) -> tuple[int, int, int]:
+    """(GPUs used, score actors, rewrite actors) on the cluster this process is connected to."""
+    import ray
+
+    runtime = config.runtime
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0)) if runtime.device != "cpu" else 0
+    rewriters = (runtime.ray_rewrite_actors or max(gpus, 1)) if config.rewriter.enabled else 0
+    free = resources.get("CPU", 1) - rewriters * runtime.ray_cpus_per_actor
+    scorers = runtime.ray_score_actors or max(1, int(free // runtime.ray_cpus_per_actor))
+    return gpus, scorers, rewriters
 
 
 def _start_lookup(carry: CarryOver) -> Any:
