@@ -7,7 +7,11 @@ A token budget (`max_batch_tokens`) caps each batch's padded size, and rows and 
 up to a few steps so that the CPU kernels see a bounded set of shapes (memory, see batching.py).
 
 Single-label models (softmax): toxicity = the summed probability of the toxic labels.
-Multi-label models (sigmoid per label): toxicity = the highest toxic label's probability.
+Multi-label models (sigmoid per label): toxicity = the highest toxic label's probability. A model may
+name its toxicity labels itself (`toxicity_labels` in its config, as the bundled one does: `toxic`);
+its other labels that are known categories (records.CATEGORY_NAMES: insult, threat, ...) are then
+categories: reported in `scores`, never raising the toxicity score by themselves. A model folder's
+`calibration.json` (moderator.calibration) rescales the logits before the sigmoid or softmax.
 
 Posts of more than one sentence are also scored sentence by sentence (sentences.py), in the same
 forward passes as the posts: the policy rewrites only the toxic sentences of a long post. A post
@@ -29,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from moderator import models, records, sentences
+from moderator import deobfuscate, models, records, sentences
+from moderator.calibration import Calibration
 from moderator.batching import padded_batches
 from moderator.config import ClassifierConfig, RuntimeConfig
 from moderator.errors import ConfigError, ModelError
@@ -41,6 +46,9 @@ TOXIC_NAMES = re.compile(
     r"toxic|hate|offensive|obscene|insult|threat|abuse|abusive|harass|profan|severe|identity_attack|sexual_explicit",
     re.IGNORECASE,
 )
+# Category labels a model may carry beside toxicity (the bundled one's; Jigsaw/Detoxify-style names too).
+CATEGORY_NAMES = frozenset({"insult", "threat", "identity_attack", "identity_hate", "obscene", "sexual",
+                            "sexual_explicit"})
 SENTENCES_TYPE = pa.list_(pa.struct([pa.field("start", pa.int32()), pa.field("end", pa.int32()),
                                      pa.field("toxicity", pa.float32())]))
 
@@ -71,7 +79,17 @@ class Classifier:
             if config.multi_label is not None
             else model_config.problem_type == "multi_label_classification"
         )
-        self.toxic_index = self._toxic_index(config.toxic_labels)
+        self.toxic_index = self._toxic_index(config.toxic_labels or tuple(getattr(model_config, "toxicity_labels", ())))
+        toxic = {self.labels[i] for i in self.toxic_index}
+        self.categories = [label for label in self.labels if label in CATEGORY_NAMES and label not in toxic]
+        self.calibration = Calibration.load(path) if config.calibrate else None
+        self._calibration = None
+        if self.calibration is not None:
+            self.calibration.check(self.labels, f"classifier {self.model_ref.ref!r}")
+            if not self.multi_label and len(self.labels) != 2:
+                raise ModelError(f"classifier {self.model_ref.ref!r}: calibration needs a multi-label model or a "
+                                 f"two-label softmax one (labels: {self.labels})")
+            self._calibration = tuple(torch.tensor(v, device=self.device) for v in self.calibration.vectors(self.labels))
         self.max_length = min(config.max_length, self.tokenizer.model_max_length or config.max_length)
         self._torch = torch
         # One caller at a time: the local executor scores in one thread and verifies rewrites (which
@@ -142,8 +160,10 @@ class Classifier:
         its most toxic window. `full`: the text did not fit one window."""
         torch = self._torch
         # NFKC: full-width, mathematical and other compatibility letters read as the letters they
-        # show ("ｉｄｉｏｔ", "𝐢𝐝𝐢𝐨𝐭" -> "idiot"), so look-alike spelling does not hide an insult.
-        texts = [unicodedata.normalize("NFKC", t) for t in texts]
+        # show ("ｉｄｉｏｔ", "𝐢𝐝𝐢𝐨𝐭" -> "idiot"); then spaced-out letters, leetspeak and look-alike
+        # letters of other scripts read as the words they spell (moderator.deobfuscate).
+        texts = [deobfuscate.classifier_input(t) if self.config.deobfuscate else unicodedata.normalize("NFKC", t)
+                 for t in texts]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False,
                                  return_overflowing_tokens=True, stride=self.max_length // 4)
         owner = encoded.pop("overflow_to_sample_mapping", None)  # window -> text (fast tokenizers)
@@ -155,7 +175,7 @@ class Classifier:
                                                self.config.max_batch_tokens, self.max_length):
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 logits = self.model(**batch).logits[: len(chunk)].float()
-                p = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+                p = self._probabilities(logits)
                 window_probs[chunk] = p.cpu().numpy()
         owner = np.asarray(owner)
         if len(owner) == len(texts):  # nothing overflowed: windows are the texts
@@ -169,6 +189,21 @@ class Classifier:
                 best[t], probs[t] = toxicity[w], window_probs[w]
         full = np.bincount(owner, minlength=len(texts)) > 1
         return probs, full
+
+    def _probabilities(self, logits):  # type: ignore[no-untyped-def]
+        torch = self._torch
+        if self.multi_label:
+            if self._calibration is not None:
+                scale, bias = self._calibration
+                logits = logits * scale + bias
+            return torch.sigmoid(logits)
+        if self._calibration is None:
+            return torch.softmax(logits, dim=-1)
+        # Two labels: calibrate the toxic label's log-odds, the other label takes the rest.
+        toxic = self.toxic_index[0]
+        scale, bias = self._calibration
+        p = torch.sigmoid((logits[:, toxic] - logits[:, 1 - toxic]) * scale[toxic] + bias[toxic])
+        return torch.stack([1 - p, p] if toxic == 1 else [p, 1 - p], dim=-1)
 
     def toxicity(self, probs: np.ndarray) -> np.ndarray:
         toxic = probs[:, self.toxic_index]

@@ -141,6 +141,12 @@ class ClassifierConfig:
     multi_label: bool | None = _help(
         "sigmoid per label (true) or softmax over labels (false); unset means: from the model config", None
     )
+    deobfuscate: bool = _help(
+        'read spaced-out letters ("i d i o t"), leetspeak ("1d10t") and look-alike letters of other scripts as '
+        "the words they spell before scoring (moderator/deobfuscate.py); the post itself is never changed", True)
+    calibrate: bool = _help(
+        "apply the calibration.json the model folder ships (probabilities fitted to mean what they say at a "
+        "forum's share of toxic posts, see moderator/calibration.py); false: the model's raw probabilities", True)
     batch_size: int = _help("posts per forward pass (posts are sorted by length first)", 64)
     max_batch_tokens: int = _help(
         "padded tokens per forward pass (posts times the longest one): batches of long posts get fewer "

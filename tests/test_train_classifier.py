@@ -12,27 +12,56 @@ from safetensors.torch import load_file
 
 from moderator import models
 from train import classifier as trainer
-from train import data
+from train import classifier_data, data
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 
 
-def test_data_is_deduplicated_split_per_source_and_grouped():
-    examples = data.toxicity_examples(str(SHARED_DATA))
+def test_the_mix_is_deduplicated_split_like_the_rewriter_and_labelled_per_source():
+    examples = classifier_data.examples(str(SHARED_DATA))
     keys = [data.normalize(e.text) for e in examples]
-    assert len(keys) == len(set(keys))  # no duplicates left
-    summary = data.summary(examples)
-    assert set(summary) == {"jigsaw", "davidson", "paradetox"}
-    for source, splits in summary.items():  # every source has a dev split with both labels
-        assert splits["dev"]["toxic"] > 100 and splits["dev"]["clean"] > 100
-        dev = sum(splits["dev"].values())
-        assert 0.05 < dev / (dev + sum(splits["train"].values())) < 0.15
-    pairs = data.paradetox_pairs(str(SHARED_DATA))
-    by_text = {data.normalize(e.text): e.split for e in examples if e.source == "paradetox"}
-    for pair in pairs[:2000]:  # rewrites never straddle the split of their toxic sentence
+    assert len(keys) == len(set(keys))  # no duplicates left, counterfactual copies included
+    summary = classifier_data.summary(examples)
+    assert set(summary) == {*classifier_data.SOURCES, "counterfactual"}
+    for source, splits in summary.items():
+        if source in ("forum", "counterfactual"):
+            continue  # forum posts are all toxic; counterfactual copies are made of training posts only
+        assert splits["dev"]["toxic"] > 30 and splits["dev"]["clean"] > 30, source
+    assert "dev" not in summary["counterfactual"] and summary["forum"]["train"]["clean"] == 0
+    by_text = {data.normalize(e.text): e for e in examples}
+    for pair in data.paradetox_pairs(str(SHARED_DATA))[:2000]:  # the rewriter's split, rewrites follow their sentence
         for neutral in pair.neutral:
-            assert by_text.get(data.normalize(neutral), pair.split) == pair.split
-    assert data.split_of("Some Text!") == data.split_of("some text")  # stable, normalised
+            found = by_text.get(data.normalize(neutral))
+            assert found is None or found.split == pair.split or found.source != "paradetox"
+    # Categories come from the sources that carry them; a clean example is clean in every category.
+    assert all(e.labels[1:] == (0,) * 5 for e in examples if e.toxic == 0)
+    for category, sources in {"threat": {"gab", "implicit_hate"}, "identity_attack": {"gab", "stormfront", "davidson"},
+                              "insult": {"olid"}, "obscene": {"gab", "olid"}, "sexual": {"convabuse"}}.items():
+        column = classifier_data.LABELS.index(category)
+        for source in sources:
+            assert summary[source]["train"][category] > 20, (category, source)
+        assert all(e.labels[column] == -1 for e in examples if e.source == "jigsaw" and e.toxic)
+
+
+def test_counterfactual_copies_name_another_group_and_keep_the_label():
+    items = [classifier_data.Example("Muslims are my neighbours and friends.", (0, 0, 0, 0, 0, 0), "gab", "train"),
+             classifier_data.Example("The weather is fine.", (0, 0, 0, 0, 0, 0), "gab", "train"),
+             classifier_data.Example("I am a Christian.", (0, 0, 0, 0, 0, 0), "gab", "dev")]
+    copies = classifier_data._counterfactuals(items, per_source=5, seed=0)
+    assert len(copies) == 1 and "Muslim" not in copies[0].text
+    assert copies[0].labels == items[0].labels and copies[0].source == "counterfactual" and copies[0].split == "train"
+
+
+def test_masked_loss_ignores_unknown_labels():
+    logits = torch.tensor([[2.0, -1.0, 5.0], [0.5, 3.0, -2.0]])
+    known = torch.tensor([[1, 0, -1], [0, -1, -1]])
+    loss = trainer.masked_bce(logits, known)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.isclose(loss, expected)
+    changed = known.clone()
+    changed[0, 2] = -1
+    assert torch.isclose(trainer.masked_bce(logits * torch.tensor([1.0, 1.0, 9.0]), changed), expected)
 
 
 def test_clean_drops_contradictions_and_keeps_dev_copies():
@@ -73,11 +102,13 @@ def test_the_trained_folder_loads_in_moderator_and_full_training_changes_the_bas
 
     trainer.train(str(SHARED_DATA), tmp_path / "lora", method="lora", max_train=32, batch_size=16)
     classifier = Classifier(ClassifierConfig(model=str(tmp_path / "lora")), RuntimeConfig())
-    assert classifier.labels == ["neutral", "toxic"]
-    assert classifier.predict(["hello there"]).shape == (1, 2)
+    assert classifier.labels == list(classifier_data.LABELS) and classifier.multi_label
+    assert classifier.categories == list(classifier_data.CATEGORIES)  # toxicity reads `toxic` only
+    assert classifier.predict(["hello there"]).shape == (1, 6)
     base_weights = load_file(models.resolve_path(trainer.BASE, "base") / "model.safetensors")
     full = trainer.train(str(SHARED_DATA), tmp_path / "full", method="full", max_train=32, batch_size=16).model
     changed = full.bert.encoder.layer[0].attention.self.query.weight.detach()
     assert not torch.equal(changed, base_weights["encoder.layer.0.attention.self.query.weight"])
     reloaded = Classifier(ClassifierConfig(model=str(tmp_path / "full")), RuntimeConfig())
-    np.testing.assert_allclose(reloaded.predict(["hello there"]).sum(), 1.0, atol=1e-5)
+    probs = reloaded.predict(["hello there"])
+    assert probs.shape == (1, 6) and ((probs > 0) & (probs < 1)).all()  # a sigmoid per label

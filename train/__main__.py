@@ -73,19 +73,30 @@ threads_option = click.option("--threads", type=int, default=0, help="torch CPU 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cascade/--no-cascade", default=True, show_default=True,
               help="Also train the cheap first-stage model (hashed n-grams) into the same folder.")
+@click.option("--checkpoint-every", type=int, default=500, show_default=True,
+              help="Save the training state every N steps (in OUT/checkpoint; removed when the run completes).")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint (same data and settings).")
 @threads_option
-def classifier(out, method, base, data, epochs, max_train, batch_size, lr, rank, seed, cascade, threads) -> None:
-    """Fine-tune all-MiniLM-L6-v2 as the toxicity classifier.
+def classifier(out, method, base, data, epochs, max_train, batch_size, lr, rank, seed, cascade, checkpoint_every,
+               resume, threads) -> None:
+    """Fine-tune all-MiniLM-L6-v2 as the multi-label toxicity classifier (toxic + five categories).
+
+    The training mix is every labelled source of the data folder (train/classifier_data.py).
 
     \b
-    Example (about 15 minutes on 2 CPU cores):
+    Example (about 30 minutes on 2 CPU cores):
       python -m train classifier --out runs/classifier-lora
+      python -m train classifier --out runs/classifier-lora --resume   # after an interruption
     """
     _setup(threads)
     from train import classifier as trainer
 
     info = trainer.train(data, out, method=method, base=base, epochs=epochs, max_train=max_train,
-                         batch_size=batch_size, lr=lr, rank=rank, seed=seed).info
+                         batch_size=batch_size, lr=lr, rank=rank, seed=seed, checkpoint_every=checkpoint_every,
+                         resume=resume).info
+    from train import calibrate as calibrator
+
+    calibrator.calibrate(out, data, command=f"python -m train calibrate {out}")
     if cascade:
         from train import cascade as cascade_trainer
 
@@ -101,7 +112,8 @@ def classifier(out, method, base, data, epochs, max_train, batch_size, lr, rank,
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the table as JSON here.")
 @threads_option
 def eval_classifier(models, data, split, json_out, threads) -> None:
-    """ROC-AUC, F1 and accuracy per source for classifiers, beside alt-profanity-check.
+    """Per source: ROC-AUC, false-positive rate and recall at the flag decision, calibration error;
+    per category: ROC-AUC. Beside alt-profanity-check.
 
     MODELS are classifier folders (or hub ids), each optionally NAME=PATH.
 
@@ -116,25 +128,68 @@ def eval_classifier(models, data, split, json_out, threads) -> None:
     _print_table(table, classifier_eval.format_table, json_out)
 
 
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@data_option
+@click.option("--prior", type=float, default=0.1, show_default=True,
+              help="Share of toxic posts the probabilities are calibrated for (real forum dumps: 5-10%).")
+@threads_option
+def calibrate(model, data, prior, threads) -> None:
+    """Fit the classifier's calibration (calibration.json, calibration.png) on the dev split.
+
+    `python -m train classifier` runs this at the end of training; run it again for another prior.
+
+    \b
+    Example:
+      python -m train calibrate runs/classifier-lora --prior 0.1
+    """
+    _setup(threads)
+    if not 0 < prior < 1:
+        raise click.BadParameter("must be between 0 and 1", param_hint="--prior")
+    from train import calibrate as calibrator
+
+    result = calibrator.calibrate(model, data, prior, command=f"python -m train calibrate {model} --prior {prior}")
+    for label, m in result.meta["metrics"].items():
+        click.echo(f"{label}: scale {result.scale[label]:.3f} bias {result.bias[label]:+.3f}, "
+                   f"ECE {m['ece_raw']:.4f} -> {m['ece']:.4f} (n {m['n']}, {m['positives']} positive)")
+    for source, m in result.meta["per_source"].items():
+        click.echo(f"  {source}: ECE {m['ece_raw']:.4f} -> {m['ece']:.4f} (n {m['n']})")
+
+
 @cli.command("bundle-classifier")
 @click.argument("model", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--compare", multiple=True, help="NAME=PATH of another classifier to evaluate beside it (repeatable).")
+@click.option("--robustness", "robustness_json", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="JSON written by `benchmarks/robustness.py --classifier MODEL --json F`, for the card.")
+@click.option("--evaluation", "evaluation_json", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Reuse the table `eval-classifier MODEL ... --json F` wrote (its first model must be MODEL) "
+                   "instead of evaluating again.")
 @data_option
 @threads_option
-def bundle_classifier(model, compare, data, threads) -> None:
+def bundle_classifier(model, compare, robustness_json, evaluation_json, data, threads) -> None:
     """Evaluate a trained classifier and ship it as moderator's default, with its model card.
 
     \b
     Example:
-      python -m train bundle-classifier runs/classifier-lora --compare full=runs/classifier-full
+      python benchmarks/robustness.py --classifier runs/classifier-lora --json runs/robustness.json
+      python -m train bundle-classifier runs/classifier-lora --compare before=moderator/bundled/classifier \\
+          --robustness runs/robustness.json
     """
     _setup(threads)
+    import json
+
     from train import bundle, classifier_eval
 
-    named = {"shipped (" + Path(model).name + ")": str(model), **_named(compare)}
-    table = classifier_eval.evaluate(named, data)
+    if evaluation_json:
+        table = json.loads(evaluation_json.read_text())
+        first = next(iter(next(iter(table["sources"].values()))))
+        table = classifier_eval.rename(table, first, "shipped (" + Path(model).name + ")")
+    else:
+        named = {"shipped (" + Path(model).name + ")": str(model), **_named(compare)}
+        table = classifier_eval.evaluate(named, data)
     click.echo(classifier_eval.format_table(table))
-    click.echo(f"bundled into {bundle.bundle_classifier(Path(model), table)}", err=True)
+    robustness = json.loads(robustness_json.read_text()) if robustness_json else None
+    click.echo(f"bundled into {bundle.bundle_classifier(Path(model), table, robustness=robustness)}", err=True)
 
 
 @cli.command()

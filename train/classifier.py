@@ -3,6 +3,12 @@
     python -m train classifier --data ../shared/data --out runs/classifier-lora
     python -m train classifier --method full --out runs/classifier-full
 
+The model is multi-label (a sigmoid per label): `toxic`, and the categories insult, threat,
+identity_attack, obscene and sexual (train/classifier_data.py says which source teaches which). The
+loss is binary cross-entropy over the labels each example's source knows; unknown ones are masked.
+The saved config names `toxic` as the label the product's toxicity score reads (`toxicity_labels`),
+so a category never raises the toxicity score by itself.
+
 LoRA: rank-16 adapters on the attention query and value projections, plus the classification head
 trained in full (PEFT `modules_to_save`). The saved folder holds the adapter, the head and the
 classification config (labels); its adapter_config.json names the base as `pip:all-MiniLM-L6-v2`,
@@ -14,18 +20,24 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
+from collections import Counter
 from pathlib import Path
 
 import torch
 
-from moderator import models
-from train import data
-from train.loop import Trained, fit, save_run_info, schedule, seed_everything
+from moderator import deobfuscate, models
+from train import classifier_data
+from train.loop import Checkpointing, Trained, fit, save_run_info, schedule, seed_everything
 
 log = logging.getLogger(__name__)
 
 BASE = "pip:all-MiniLM-L6-v2"
-LABELS = {0: "neutral", 1: "toxic"}
+LABELS = dict(enumerate(classifier_data.LABELS))
+TOXICITY_LABELS = ["toxic"]
+# Davidson's tweets are 82% "offensive", mostly casual slurs of one community and era: a few thousand
+# teach that, the rest would set the model's idea of ordinary swearing (see the model card).
+CAPS = {("davidson", 1): 6000}
 
 
 def load_base(base: str, dtype: torch.dtype = torch.float32):  # -> (model, tokenizer)
@@ -34,10 +46,37 @@ def load_base(base: str, dtype: torch.dtype = torch.float32):  # -> (model, toke
     path = models.resolve_path(base, "classifier base")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
-        problem_type="single_label_classification", dtype=dtype,
+        path, num_labels=len(LABELS), id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
+        problem_type="multi_label_classification", dtype=dtype,
     )
+    model.config.toxicity_labels = TOXICITY_LABELS
     return model, tokenizer
+
+
+def training_set(examples: list[classifier_data.Example], max_train: int | None, seed: int
+                 ) -> list[classifier_data.Example]:
+    """The training split, with the per-source caps (CAPS) applied, subsampled to `max_train`."""
+    rng = random.Random(seed)
+    train_set = [e for e in examples if e.split == "train"]
+    rng.shuffle(train_set)
+    seen: dict[tuple[str, int], int] = {}
+    kept = []
+    for e in train_set:
+        key = (e.source, e.toxic)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] <= CAPS.get(key, len(train_set)):
+            kept.append(e)
+    if max_train is not None and max_train < len(kept):
+        kept = kept[:max_train]
+    return kept
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over the known labels (labels -1 are unknown and do not count)."""
+    known = labels >= 0
+    losses = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, labels.clamp(min=0).to(logits.dtype), reduction="none")
+    return (losses * known).sum() / known.sum().clamp(min=1)
 
 
 def train(
@@ -52,14 +91,15 @@ def train(
     max_length: int = 128,
     rank: int = 16,
     seed: int = 0,
+    checkpoint_every: int = 500,
+    resume: bool = False,
+    examples: list[classifier_data.Example] | None = None,
 ) -> Trained:
     """Train and save a classifier in `out`; returns the model and what the run cost (also written
-    to train_stats.json)."""
+    to train_stats.json). `examples`: the mix (default: `classifier_data.examples(data_dir)`)."""
     seed_everything(seed)
-    examples = data.toxicity_examples(data_dir)
-    train_set = [e for e in examples if e.split == "train"]
-    if max_train is not None and max_train < len(train_set):
-        train_set = random.Random(seed).sample(train_set, max_train)
+    examples = examples if examples is not None else classifier_data.examples(data_dir, seed=seed)
+    train_set = training_set(examples, max_train, seed)
     model, tokenizer = load_base(base)
     base_path = models.resolve_path(base, "classifier base")
     if method == "lora":
@@ -73,8 +113,10 @@ def train(
         lr = lr or 5e-5
     else:
         raise ValueError(f"unknown method {method!r}: lora or full")
-    encoded = tokenizer([e.text for e in train_set], truncation=True, max_length=max_length)
-    labels = torch.tensor([e.label for e in train_set])
+    # Read as the product reads: look-alike letters, spaced-out letters and leetspeak as words.
+    encoded = tokenizer([deobfuscate.classifier_input(e.text) for e in train_set], truncation=True,
+                        max_length=max_length)
+    labels = torch.tensor([e.labels for e in train_set])
     lengths = [len(ids) for ids in encoded["input_ids"]]
     batches = schedule(lengths, batch_size, seed, epochs=epochs)
 
@@ -85,7 +127,12 @@ def train(
         return batch
 
     log.info("training %s classifier on %d examples, %d steps, lr %g", method, len(train_set), len(batches), lr)
-    stats = fit(model, batches, make_batch, lr=lr, desc=f"classifier-{method}")
+    def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        targets = batch.pop("labels")
+        return masked_bce(model(**batch).logits, targets)
+
+    stats = fit(model, batches, make_batch, lr=lr, loss_fn=loss_fn, desc=f"classifier-{method}",
+                checkpoint=Checkpointing(out / "checkpoint", every=checkpoint_every, resume=resume))
     out.mkdir(parents=True, exist_ok=True)
     if method == "lora":
         model.peft_config["default"].base_model_name_or_path = base
@@ -94,13 +141,18 @@ def train(
     else:
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)  # the run is complete: nothing to resume
     info = save_run_info(out, {
         "method": method,
         "base": base,
         "base_sha256": models.tree_sha256(base_path),
-        "data": data.summary(examples),
+        "labels": list(classifier_data.LABELS),
+        "toxicity_labels": TOXICITY_LABELS,
+        "data": classifier_data.summary(examples),
+        "caps": {f"{source} {'toxic' if toxic else 'clean'}": cap for (source, toxic), cap in CAPS.items()},
         "train_examples": len(train_set),
-        "subsampled": max_train is not None and max_train < sum(e.split == "train" for e in examples),
+        "train_by_source": dict(sorted(Counter(e.source for e in train_set).items())),
+        "subsampled": max_train is not None,
         "epochs": epochs,
         "batch_size": batch_size,
         "lr": lr,

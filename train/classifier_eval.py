@@ -1,8 +1,16 @@
-"""Evaluate toxicity classifiers per source, beside alt-profanity-check.
+"""Evaluate toxicity classifiers per source, at the product's flag decision, beside alt-profanity-check.
 
-Each classifier is run through moderator's own `Classifier` (the code path `moderate batch` uses),
-on the dev split of every source. Metrics: ROC-AUC of the toxicity score, and F1 and accuracy at
-the policy's default rewrite threshold (0.5).
+Each classifier is run through moderator's own `Classifier` (the code path `moderate batch` uses, with
+the calibration its folder ships), on the dev split of every source of the training mix
+(train/classifier_data.py; the robustness templates are judged by benchmarks/robustness.py, and the
+counterfactual copies have no dev split). Per source:
+
+- ROC-AUC of the toxicity score (how well it ranks);
+- at the flag decision (toxicity >= the policy's rewrite threshold): the false-positive rate (clean
+  posts flagged) and the recall (toxic posts caught), and F1;
+- the expected calibration error at a realistic prior (toxic posts weighted to `prior` of the source).
+
+And per category of a model that has categories: ROC-AUC on the dev examples whose source knows it.
 """
 
 from __future__ import annotations
@@ -12,23 +20,33 @@ import time
 
 import numpy as np
 
-from train import data
+from moderator.calibration import expected_calibration_error
+from moderator.config import PolicyConfig
+from train import classifier_data
+from train.calibrate import EXCLUDED_SOURCES, PRIOR, prior_weights
 
 log = logging.getLogger(__name__)
 
-THRESHOLD = 0.5
+THRESHOLD = PolicyConfig().rewrite_threshold
 BASELINE = "alt-profanity-check"
+TARGET_FPR, TARGET_RECALL, TARGET_ECE = 0.03, 0.85, 0.05
+MIN_POSITIVES = 20  # a category with fewer known positives on dev gets no ROC-AUC
 
 
-def metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = THRESHOLD) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+def metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = THRESHOLD, prior: float = PRIOR) -> dict:
+    from sklearn.metrics import f1_score, roc_auc_score
 
-    predicted = scores >= threshold
+    labels = np.asarray(labels, dtype=bool)
+    flagged = scores >= threshold
+    both = labels.any() and not labels.all()
     return {
-        "roc_auc": round(float(roc_auc_score(labels, scores)), 4),
-        "f1": round(float(f1_score(labels, predicted)), 4),
-        "accuracy": round(float(accuracy_score(labels, predicted)), 4),
+        "roc_auc": round(float(roc_auc_score(labels, scores)), 4) if both else None,
+        "fpr": round(float(flagged[~labels].mean()), 4) if (~labels).any() else None,
+        "recall": round(float(flagged[labels].mean()), 4) if labels.any() else None,
+        "f1": round(float(f1_score(labels, flagged)), 4),
+        "ece": round(expected_calibration_error(scores, labels, prior_weights(labels, prior)), 4) if both else None,
         "n": int(len(labels)),
+        "toxic": int(labels.sum()),
     }
 
 
@@ -38,44 +56,81 @@ def profanity_check_scores(texts: list[str]) -> np.ndarray:
     return np.asarray(predict_prob(texts), dtype=np.float64)
 
 
-def model_scores(model: str, texts: list[str]) -> np.ndarray:
+def model_scores(model: str, texts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Toxicity, and per category the probability (empty for a model without categories)."""
     from moderator.classify import Classifier
     from moderator.config import ClassifierConfig, RuntimeConfig
 
     classifier = Classifier(ClassifierConfig(model=model, batch_size=128, dtype="float32"), RuntimeConfig())
-    return classifier.toxicity(classifier.predict(texts)).astype(np.float64)
+    probs = classifier.predict(texts)
+    categories = {c: probs[:, classifier.labels.index(c)].astype(np.float64) for c in classifier.categories}
+    return classifier.toxicity(probs).astype(np.float64), categories
 
 
-def evaluate(named_models: dict[str, str], data_dir: str, split: str = "dev") -> dict:
-    """{source: {system: metrics}} for each named model and the baseline, plus "all" sources."""
-    examples = [e for e in data.toxicity_examples(data_dir) if e.split == split]
+def evaluate(named_models: dict[str, str], data_dir: str, split: str = "dev",
+             examples: list[classifier_data.Example] | None = None) -> dict:
+    """{"sources": {source: {system: metrics}}, "categories": {system: {category: roc_auc}}, ...}."""
+    from sklearn.metrics import roc_auc_score
+
+    examples = examples if examples is not None else classifier_data.examples(data_dir, counterfactuals=0)
+    examples = [e for e in examples if e.split == split and e.source not in EXCLUDED_SOURCES]
     texts = [e.text for e in examples]
-    labels = np.array([e.label for e in examples])
+    known = np.array([e.labels for e in examples])
+    labels = known[:, 0] == 1
     sources = np.array([e.source for e in examples])
     systems: dict[str, np.ndarray] = {}
+    categories: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     for name, model in named_models.items():
         start = time.perf_counter()
-        systems[name] = model_scores(model, texts)
+        systems[name], category_scores = model_scores(model, texts)
         seconds[name] = round(time.perf_counter() - start, 1)
         log.info("scored %d texts with %s in %.1f s", len(texts), name, seconds[name])
+        categories[name] = {}
+        for category, scores in category_scores.items():
+            column = classifier_data.LABELS.index(category)
+            mask = known[:, column] >= 0
+            y = known[mask, column]
+            if y.sum() >= MIN_POSITIVES and y.sum() < len(y):
+                categories[name][category] = {"roc_auc": round(float(roc_auc_score(y, scores[mask])), 4),
+                                              "n": int(mask.sum()), "positives": int(y.sum())}
     start = time.perf_counter()
     systems[BASELINE] = profanity_check_scores(texts)
     seconds[BASELINE] = round(time.perf_counter() - start, 1)
-    table: dict = {"split": split, "seconds": seconds, "sources": {}}
+    table: dict = {"split": split, "threshold": THRESHOLD, "prior": PRIOR, "seconds": seconds, "sources": {},
+                   "categories": categories,
+                   "targets": {"fpr": TARGET_FPR, "recall": TARGET_RECALL, "ece": TARGET_ECE}}
     for source in [*sorted(set(sources)), "all"]:
         mask = np.ones(len(labels), bool) if source == "all" else sources == source
         table["sources"][source] = {name: metrics(labels[mask], scores[mask]) for name, scores in systems.items()}
     return table
 
 
+def rename(table: dict, old: str, new: str) -> dict:
+    """The table with system `old` called `new` (in every source, the categories and the timings)."""
+    def swap(mapping: dict) -> dict:
+        return {new if k == old else k: v for k, v in mapping.items()}
+
+    return {**table, "sources": {s: swap(row) for s, row in table["sources"].items()},
+            "categories": swap(table.get("categories", {})), "seconds": swap(table.get("seconds", {}))}
+
+
+def _cell(m: dict) -> str:
+    def f(v, fmt):  # type: ignore[no-untyped-def]
+        return "-" if v is None else format(v, fmt)
+    return f"{f(m['roc_auc'], '.4f')} / {f(m['fpr'], '.3f')} / {f(m['recall'], '.3f')} / {f(m['ece'], '.3f')}"
+
+
 def format_table(table: dict) -> str:
     names = list(next(iter(table["sources"].values())))
-    header = f"{'source':<10} {'n':>6}  " + "  ".join(f"{n[:26]:>26}" for n in names)
-    lines = [f"split: {table['split']}; ROC-AUC / F1 / accuracy at threshold {THRESHOLD}", header]
+    header = f"{'source':<14} {'n':>6}  " + "  ".join(f"{n[:32]:>32}" for n in names)
+    lines = [f"split: {table['split']}; ROC-AUC / FPR / recall at toxicity >= {table['threshold']} / ECE at prior "
+             f"{table['prior']}", header]
     for source, row in table["sources"].items():
         n = next(iter(row.values()))["n"]
-        cells = "  ".join(f"{row[name]['roc_auc']:.4f} / {row[name]['f1']:.3f} / {row[name]['accuracy']:.3f}".rjust(26)
-                          for name in names)
-        lines.append(f"{source:<10} {n:>6}  {cells}")
+        lines.append(f"{source:<14} {n:>6}  " + "  ".join(_cell(row[name]).rjust(32) for name in names))
+    for name, per_category in table["categories"].items():
+        if per_category:
+            lines.append(f"categories ({name}), ROC-AUC: " + ", ".join(
+                f"{c} {v['roc_auc']:.4f} (n {v['n']}, {v['positives']} positive)" for c, v in per_category.items()))
     return "\n".join(lines)

@@ -1,0 +1,33 @@
+"""Abuse spelled to dodge a filter reads as the words it spells; ordinary text is left alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from moderator.deobfuscate import classifier_input
+
+
+@pytest.mark.parametrize("written, read", [
+    ("You are an i d i o t.", "You are an idiot."),
+    ("s.t.u.p.i.d people", "stupid people"),
+    ("f-u-c-k you", "fuck you"),
+    ("i_d_i_o_t", "idiot"),
+    ("you 1d10t", "you idiot"),
+    ("what a b!tch", "what a bitch"),
+    ("kiss my @ss", "kiss my ass"),
+    ("$h!t", "shit"),
+    ("\u0456d\u0456\u043et", "idiot"),  # Cyrillic i and o inside a Latin word
+    ("\u0405tup\u0456d m\u043er\u043en", "Stupid moron"),
+    ("\uff49\uff44\uff49\uff4f\uff54", "idiot"),  # full-width: NFKC
+])
+def test_obfuscated_words_read_as_plain_words(written, read):
+    assert classifier_input(written) == read
+
+
+@pytest.mark.parametrize("text", [
+    "I was born on the 4th at 10am; mp3 files cost $5.", "covid19 in 2020", "R2D2 and B4 you go", "Hello!!! world!",
+    "e-mail me at x@y.com or www.g00gle.com", "Привет мир, καλημέρα", "I am a Muslim.", "Web3 and x86 and 3D printers",
+    "A normal sentence, with commas - and dashes.",
+])
+def test_ordinary_text_is_left_alone(text):
+    assert classifier_input(text) == text

@@ -1,0 +1,331 @@
+"""The classifier's training mix: every labelled source in `../shared/data`, toxicity and categories.
+
+Each example carries the toxicity label and, where its source says so, the five categories the
+classifier reports beside toxicity (CATEGORIES). A label a source does not carry is unknown (-1) and
+does not count in the loss: Jigsaw says "toxic" but not whether it is an insult or a threat; Gab says
+"attack on human dignity", "call for violence" and "vulgar" but nothing of insults. A clean example is
+clean in every category.
+
+    source          site, casing                       toxicity                       categories
+    jigsaw          Wikipedia talk / news, lower-cased   toxic 1/0                      none (clean: all 0)
+    davidson        Twitter                            hate, offensive / neither      hate -> identity_attack
+    paradetox       Reddit, Twitter, Jigsaw, lower      toxic side / human rewrites    none (clean: all 0)
+    olid            Twitter, cased                     OFF / NOT                      TIN -> insult, UNT -> obscene
+    gab             Gab, cased                         hd or cv or vo / none          hd -> identity_attack,
+                                                                                      cv -> threat, vo -> obscene
+    convabuse       messages to chatbots, cased        majority of annotators         sex_harassment -> sexual,
+                                                                                      identity types -> identity_attack,
+                                                                                      intellectual -> insult
+    implicit_hate   Twitter, lower-cased               implicit/explicit hate / not   identity_attack; stage 2
+                                                                                      threatening -> threat
+    mlma            Twitter, cased                     any hostility / normal         hateful -> identity_attack
+    stormfront      Stormfront forum sentences, cased  hate / noHate                  hate -> identity_attack
+    forum           news-site comments, cased          toxic posts and their marked   none
+                                                       sentences (all toxic)
+    robustness      the project's own templates        see train/robustness.py        identity_attack, threat, insult
+    counterfactual  clean posts of the above naming a group, the group swapped (label unchanged)
+
+Splits come from `data.split_of` (the hash of a text's normalised form; a forum sentence follows its
+post), so the same text is in the same split in every source and in the rewriter's data. Texts are
+deduplicated across sources on their normalised form; a text with contradictory toxicity labels is
+dropped, category labels of duplicates are merged (a known value wins over unknown, 1 over 0).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import logging
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from train import data, robustness
+
+log = logging.getLogger(__name__)
+
+LABELS = ("toxic", "insult", "threat", "identity_attack", "obscene", "sexual")
+CATEGORIES = LABELS[1:]
+UNKNOWN = -1
+IDENTITY_TYPES = ("ableist", "homophobic", "racist", "sexist", "transphobic")
+COUNTERFACTUALS_PER_SOURCE = 3000  # clean posts naming a group, each swapped once
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    labels: tuple[int, ...]  # one per LABELS: 1, 0 or UNKNOWN
+    source: str
+    split: str  # "train" or "dev"
+
+    @property
+    def toxic(self) -> int:
+        return self.labels[0]
+
+
+def _labels(toxic: int, **categories: int) -> tuple[int, ...]:
+    """Clean: every category 0. Toxic: the named categories, the others unknown."""
+    unknown = 0 if not toxic else UNKNOWN
+    return (toxic, *[categories.get(c, unknown) for c in CATEGORIES])
+
+
+def _read(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle, delimiter=delimiter))
+
+
+# --- sources: each yields (text, labels, split key) ------------------------------------------------------------
+
+def _jigsaw(root: Path):
+    for row in _read(root / "toxicity" / "jigsaw_sentences.csv"):
+        yield row["text"], _labels(int(row["toxic"])), row["text"]
+
+
+def _davidson(root: Path):
+    for row in _read(root / "toxicity" / "davidson2017_tweets.csv"):
+        cls = int(row["class"])
+        yield row["tweet"], (_labels(0) if cls == 2 else _labels(1, identity_attack=int(cls == 0))), row["tweet"]
+
+
+def _paradetox(root: Path):
+    for pair in data.paradetox_pairs(root):
+        yield pair.toxic, _labels(1), pair.toxic
+        for neutral in pair.neutral:
+            yield neutral, _labels(0), pair.toxic
+
+
+def _olid(root: Path):
+    folder = root / "abuse" / "olid"
+    rows = [(r["tweet"], r["subtask_a"], r["subtask_b"]) for r in _read(folder / "olid-training-v1.0.tsv", "\t")]
+    test = {r["id"]: r["tweet"] for r in _read(folder / "testset-levela.tsv", "\t")}
+    level_a = {r[0]: r[1] for r in csv.reader(open(folder / "labels-levela.csv", encoding="utf-8"))}
+    level_b = {r[0]: r[1] for r in csv.reader(open(folder / "labels-levelb.csv", encoding="utf-8"))}
+    rows += [(text, level_a.get(i, ""), level_b.get(i, "NULL")) for i, text in test.items()]
+    for text, a, b in rows:
+        if a == "NOT":
+            yield text, _labels(0), text
+        elif a == "OFF":
+            yield text, _labels(1, insult=int(b == "TIN"), obscene=int(b == "UNT")) if b in ("TIN", "UNT") \
+                else _labels(1), text
+
+
+def _gab(root: Path):
+    for name in ("ghc_train.tsv", "ghc_test.tsv"):
+        for row in _read(root / "abuse" / "gab_hate_corpus" / name, "\t"):
+            hd, cv, vo = (int(row[k]) for k in ("hd", "cv", "vo"))
+            toxic = int(hd or cv or vo)
+            yield row["text"], (_labels(1, identity_attack=hd, threat=cv, obscene=vo) if toxic else _labels(0)), row["text"]
+
+
+def _convabuse(root: Path):
+    for name in ("ConvAbuseEMNLPtrain.csv", "ConvAbuseEMNLPvalid.csv", "ConvAbuseEMNLPtest.csv"):
+        for row in _read(root / "abuse" / "convabuse" / name):
+            annotators = {k.split("_")[0] for k in row if k.startswith("Annotator")}
+            votes = Counter()
+            types = Counter()
+            for a in annotators:
+                severity = [s for s in ("1", "0", "-1", "-2", "-3") if row.get(f"{a}_is_abuse.{s}") == "1"]
+                if not severity:
+                    continue  # this annotator did not label this message
+                votes["abuse" if int(severity[0]) < 0 else "clean" if severity[0] == "1" else "ambiguous"] += 1
+                for t in (*IDENTITY_TYPES, "intellectual", "sex_harassment"):
+                    types[t] += row.get(f"{a}_{t}") == "1"
+            labelled = sum(votes.values())
+            text = (row["user"] or "").strip()
+            if not labelled or not text:
+                continue
+            if votes["clean"] * 2 > labelled:
+                yield text, _labels(0), text
+            elif votes["abuse"] * 2 > labelled:
+                half = votes["abuse"] / 2
+                yield text, _labels(1, sexual=int(types["sex_harassment"] >= half),
+                                    insult=int(types["intellectual"] >= half),
+                                    identity_attack=int(sum(types[t] for t in IDENTITY_TYPES) >= half)), text
+
+
+def _implicit_hate(root: Path):
+    folder = root / "abuse" / "implicit_hate"
+    threatening = {r["post"] for r in _read(folder / "implicit_hate_v1_stg2_posts.tsv", "\t")
+                   if "threatening" in (r["implicit_class"], r.get("extra_implicit_class"))}
+    for row in _read(folder / "implicit_hate_v1_stg1_posts.tsv", "\t"):
+        text, cls = row["post"], row["class"]
+        if cls == "not_hate":
+            yield text, _labels(0), text
+        elif cls in ("implicit_hate", "explicit_hate"):
+            yield text, _labels(1, identity_attack=1, threat=1 if text in threatening else UNKNOWN), text
+
+
+def _mlma(root: Path):
+    for row in _read(root / "abuse" / "mlma" / "en_dataset_with_stop_words.csv"):
+        kinds = set(row["sentiment"].split("_"))
+        if kinds == {"normal"}:
+            yield row["tweet"], _labels(0), row["tweet"]
+        elif "normal" not in kinds:
+            yield row["tweet"], _labels(1, identity_attack=1 if "hateful" in kinds else UNKNOWN), row["tweet"]
+
+
+def _stormfront(root: Path):
+    for row in _read(root / "abuse" / "stormfront" / "stormfront_sentences.csv"):
+        if row["label"] == "noHate":
+            yield row["text"], _labels(0), row["text"]
+        elif row["label"] == "hate":
+            yield row["text"], _labels(1, identity_attack=1), row["text"]
+
+
+def _forum(root: Path):
+    """Toxic news-site comments, whole, and their sentences that overlap a marked toxic span (a sentence
+    outside every span is not known to be clean, so it is left out)."""
+    from moderator import sentences
+
+    for name in ("tsd_train.csv", "tsd_trial.csv"):
+        for row in _read(root / "forum_posts" / name):
+            text = row["text"]
+            yield text, _labels(1), text
+            marked = set(json.loads(row["spans"] or "[]"))
+            if not marked:
+                continue
+            spans = sentences.split(text)
+            if len(spans) < 2:
+                continue
+            for start, end in spans:
+                if marked.intersection(range(start, end)):
+                    yield text[start:end], _labels(1), text
+
+
+def _robustness(root: Path):
+    for case in robustness.generate():
+        if case.expected:
+            yield case.text, _labels(1, **({case.category: 1} if case.category else {})), case.template
+        else:
+            yield case.text, _labels(0), case.template
+
+
+SOURCES = {
+    "jigsaw": _jigsaw, "davidson": _davidson, "paradetox": _paradetox, "olid": _olid, "gab": _gab,
+    "convabuse": _convabuse, "implicit_hate": _implicit_hate, "mlma": _mlma, "stormfront": _stormfront,
+    "forum": _forum, "robustness": _robustness,
+}
+
+
+def examples(root: str | Path, dev_share: float = data.DEV_SHARE, sources: tuple[str, ...] | None = None,
+             counterfactuals: int = COUNTERFACTUALS_PER_SOURCE, seed: int = 0) -> list[Example]:
+    """The whole mix, deduplicated, with counterfactual copies of training posts that name a group
+    (a new list; the mix is built once per process and set of arguments: it takes a minute)."""
+    return list(_examples(str(root), dev_share, tuple(sources or SOURCES), counterfactuals, seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _examples(root: str | Path, dev_share: float, sources: tuple[str, ...], counterfactuals: int,
+              seed: int) -> tuple[Example, ...]:
+    root = Path(root)
+    template_split = {c.template: c.split for c in robustness.generate()}
+    raw: list[tuple[str, tuple[int, ...], str, str]] = []
+    for name in sources:
+        count = 0
+        for text, labels, key in SOURCES[name](root):
+            split = template_split[key] if name == "robustness" else data.split_of(key, dev_share)
+            raw.append((text, labels, name, split))
+            count += 1
+        log.info("source %s: %d rows", name, count)
+    merged = _dedup(raw)
+    merged += _counterfactuals(merged, counterfactuals, seed)
+    return tuple(merged)
+
+
+def _dedup(raw: list[tuple[str, tuple[int, ...], str, str]]) -> list[Example]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, (text, *_rest) in enumerate(raw):
+        norm = data.normalize(text)
+        if norm:
+            groups[norm].append(i)
+    out, dropped = [], Counter()
+    for norm, members in groups.items():
+        toxic = {raw[i][1][0] for i in members}
+        if len(toxic) > 1:
+            dropped["contradictory"] += len(members)
+            continue
+        labels = list(raw[members[0]][1])
+        for i in members[1:]:
+            for k, value in enumerate(raw[i][1]):
+                labels[k] = max(labels[k], value)  # 1 over 0 over unknown
+        dropped["duplicate"] += len(members) - 1
+        text, _, source, _ = raw[members[0]]
+        split = "dev" if any(raw[i][3] == "dev" for i in members) else "train"
+        out.append(Example(text.strip(), tuple(labels), source, split))
+    log.info("classifier data: %d examples, dropped %s", len(out), dict(dropped))
+    return out
+
+
+def _counterfactuals(examples: list[Example], per_source: int, seed: int) -> list[Example]:
+    """Training posts (clean and toxic) that name an identity group, with the group swapped for another:
+    naming a group must not change a score. Up to `per_source` per source, labels unchanged."""
+    if per_source <= 0:
+        return []
+    rng = random.Random(seed)
+    seen = {data.normalize(e.text) for e in examples}
+    out = []
+    by_source: dict[str, list[Example]] = defaultdict(list)
+    for e in examples:
+        if e.split == "train" and e.source != "robustness":
+            by_source[e.source].append(e)
+    for source, items in sorted(by_source.items()):
+        rng.shuffle(items)
+        added = 0
+        for e in items:
+            if added >= per_source:
+                break
+            if not robustness.identity_terms(e.text):
+                continue
+            swapped = robustness.swap_identity(e.text, seed=rng.randrange(1 << 30))
+            norm = data.normalize(swapped)
+            if swapped != e.text and norm not in seen:
+                seen.add(norm)
+                out.append(replace(e, text=swapped, source="counterfactual"))
+                added += 1
+    log.info("counterfactual examples: %d", len(out))
+    return out
+
+
+def summary(items: list[Example]) -> dict[str, dict]:
+    """Per source and split: toxic, clean, and known positives per category (for the model card)."""
+    table: dict[str, dict] = {}
+    for e in items:
+        cell = table.setdefault(e.source, {}).setdefault(
+            e.split, {"toxic": 0, "clean": 0, **{c: 0 for c in CATEGORIES}})
+        cell["toxic" if e.toxic else "clean"] += 1
+        for c, value in zip(CATEGORIES, e.labels[1:]):
+            cell[c] += value == 1
+    return table
+
+
+# What each source brings to the classifier, and what it cannot teach (the model card prints these).
+SOURCE_NOTES = {
+    "jigsaw": ("Wikipedia talk and news-site sentences: the broadest notion of rudeness.",
+               "lower-cased and tokenised, one sentence at a time; no categories"),
+    "davidson": ("tweets with slurs and casual swearing; hate speech marked (identity_attack).",
+                 "one community and era (2017); capped at 6,000 offensive tweets so its slang does not set "
+                 "the model's idea of ordinary swearing"),
+    "paradetox": ("toxic sentences beside their human rewrites: the same content, toxic and not.",
+                  "lower-cased; no categories"),
+    "olid": ("cased tweets; targeted insults (insult) versus untargeted profanity (obscene).",
+             "TIN also holds threats, so insult is noisy; no identity labels"),
+    "gab": ("cased, multi-sentence posts from a far-right site, most of them clean; attacks on human "
+            "dignity (identity_attack), calls for violence (threat), vulgarity (obscene).",
+            "few threats (about 150); hostile-but-unlabelled posts among the clean ones"),
+    "convabuse": ("messages to chatbots: sexual harassment (sexual), identity-based abuse, insults on "
+                  "intelligence (insult).", "small (about 2,000 messages); short conversational text"),
+    "implicit_hate": ("coded and implicit hate without slurs (identity_attack); threatening posts (threat).",
+                      "lower-cased; its clean posts come from the same hate-adjacent accounts"),
+    "mlma": ("hateful tweets with targets (identity_attack).", "almost all hostile; few clean posts"),
+    "stormfront": ("cased forum sentences from a white-supremacist forum, hate versus not.",
+                   "one forum; hate is mostly identity_attack"),
+    "forum": ("real toxic news-site comments, whole (multi-sentence) and their marked toxic sentences.",
+              "no clean posts from that site; no categories"),
+    "robustness": ("the project's own templates (train split): neutral, positive, negated and counter-speech "
+                   "statements about groups (clean), attacks, threats, insults and their obfuscations.",
+                   "templated English; the dev templates are held out for the robustness table"),
+    "counterfactual": ("training posts that name a group, the group swapped for another (label unchanged).",
+                       "swaps only the groups train/robustness.py knows"),
+}
