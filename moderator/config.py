@@ -399,10 +399,17 @@ class ReportConfig:
         "why such content breaks that ground; each statement adds its own facts (scores, thresholds)",
         "The post contains insulting, abusive or harassing language, which the ground above does not allow.")
     dsa_decision_ground_reference_url: str = _help("URL of the terms or law relied on; empty: not sent", "")
-    dsa_category: str = _help("DSA category of the decisions", "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH")
+    dsa_category: str = _help(
+        "DSA category of the decisions (with dsa_category_from_scores: of those without a category that has its "
+        "own, such as insults)", "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH")
     dsa_category_specification: tuple[str, ...] = _help(
-        "DSA category_specification keywords, e.g. [\"KEYWORD_ONLINE_BULLYING_INTIMIDATION\"]; empty: not sent",
-        default_factory=tuple)
+        "DSA category_specification keywords sent with dsa_category, e.g. "
+        "[\"KEYWORD_ONLINE_BULLYING_INTIMIDATION\"]; empty: not sent", default_factory=tuple)
+    dsa_category_from_scores: bool = _help(
+        "with a classifier that scores categories, a decision's category picks its DSA category: threat -> "
+        "STATEMENT_CATEGORY_VIOLENCE, identity_attack -> ILLEGAL_OR_HARMFUL_SPEECH with KEYWORD_HATE_SPEECH, "
+        "sexual -> PORNOGRAPHY_OR_SEXUALIZED_CONTENT with KEYWORD_ADULT_SEXUAL_MATERIAL, others -> dsa_category; "
+        "false: every statement gets dsa_category", True)
     dsa_visibility_other_rewrite: str = _help(
         "decision_visibility_other of rewrite decisions (the API has no value for 'replaced by a rewrite')",
         "The post is shown only in an automatically rewritten form without the toxic language.")

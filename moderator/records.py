@@ -75,7 +75,7 @@ class Stage:
 CATEGORY_HELP = {
     "insult": "insulting, inflammatory or demeaning language aimed at a person",
     "threat": "a wish or an intention to hurt someone, or to have someone hurt",
-    "identity_attack": "hate or contempt for people for who they are (origin, religion, gender, sexuality, disability)",
+    "identity_attack": "hate or contempt for people for who they are: origin, religion, gender, sexuality, disability",
     "obscene": "swearing, cursing, vulgar or profane language",
     "sexual": "sexually explicit language",
 }
@@ -170,6 +170,13 @@ def categories_of(scores: dict | None) -> dict[str, float]:
         return {}
     return {name: float(scores[name]) for name in CATEGORIES
             if isinstance(scores.get(name), (int, float)) and not isinstance(scores.get(name), bool)}
+
+
+def category_threshold(thresholds: dict | None) -> float:
+    """A run's [policy] category_threshold, from the thresholds its audit lines record; for runs from
+    before the setting existed, its default."""
+    value = (thresholds or {}).get("category_threshold")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.5
 
 
 def strongest_category(scores: dict | None, threshold: float) -> tuple[str, float] | None:
