@@ -155,12 +155,13 @@ def targets(batch: pa.RecordBatch) -> list[list[dict] | None]:
 
 def category_scores(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
     """The classifier's score of each category it has (the CATEGORIES among the `scores` fields), NaN
-    where a post was not scored; {} for a model without categories or a batch without scores."""
+    where a post was not scored; {} for a model without categories or a batch without scores. Kept in
+    float32, like toxicity: a score compares with a threshold as toxicity does (0.9 >= 0.9)."""
     if SCORES not in batch.schema.names or not pa.types.is_struct(batch.column(SCORES).type):
         return {}
     column = batch.column(SCORES)
     fields = dict(zip((f.name for f in column.type), column.flatten()))  # flatten: null where the post is
-    return {name: pc.fill_null(pc.cast(fields[name], pa.float64()), float("nan")).to_numpy(zero_copy_only=False)
+    return {name: pc.fill_null(pc.cast(fields[name], pa.float32()), float("nan")).to_numpy(zero_copy_only=False)
             for name in CATEGORIES if name in fields}
 
 

@@ -94,6 +94,7 @@ def test_a_threat_is_removed_and_an_insult_rewritten():
         ("remove", "category_identity_attack"), ("allow", "below_rewrite_threshold"),
         ("rewrite", "above_rewrite_threshold"), (None, None)]
     assert decisions(batch, category_threshold=0.45)[4] == ("remove", "category_threat")
+    assert decisions(batch, category_threshold=0.9)[0] == ("remove", "category_threat")  # inclusive, in float32
     assert decisions(batch, rewrite_threshold=0.2)[3] == ("remove", "category_threat")
 
 
