@@ -189,8 +189,19 @@ class PolicyConfig:
         "probability of 'cannot be rewritten' at or above which a toxic text counts as not rewritable; "
         "unset: the model's own threshold (chosen for precision on held-out data, see its model card)", None)
     sure_toxicity: float = _help(
-        "a post judged not rewritable is removed only at or above this toxicity; under it the machine is "
-        "unsure and sends it to review (uncertain_not_rewritable)", 0.0)
+        "a post judged not rewritable, or holding one of unrewritable_categories, is removed only at or above "
+        "this toxicity; under it the machine is unsure and sends it to review (uncertain_not_rewritable, "
+        "uncertain_category)", 0.0)
+    unrewritable_categories: tuple[str, ...] = _help(
+        "categories of toxicity (of a classifier that scores them: insult, threat, identity_attack, obscene, "
+        "sexual) that are never rewritten: a toxic post scoring at or above category_threshold in one is removed "
+        "(category_threat, ...), or sent to review under sure_toxicity. Rewriting a threat or an attack on a "
+        "group into polite words launders the harm: the threat or the contempt is still there, only harder to "
+        "see. Empty: every category is tried. A classifier without categories is not affected",
+        default_factory=lambda: ("threat", "identity_attack"))
+    category_threshold: float = _help(
+        "a post's score for a category at or above which it counts as holding that category (the policy's "
+        "unrewritable_categories, the DSA statement's category, the report's counts)", 0.5)
     delete_sentences: str = _help(
         "posts of several sentences: a toxic sentence for which no rewrite passes may be deleted, and the rest "
         "of the post published if it still passes verification as a whole: any (on real forum posts it "
@@ -207,8 +218,13 @@ class PolicyConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("rewrite_threshold", "max_rewrite_toxicity", "sure_toxicity"):
+        from moderator.records import CATEGORIES
+
+        for name in ("rewrite_threshold", "max_rewrite_toxicity", "sure_toxicity", "category_threshold"):
             _check_range("policy", name, getattr(self, name), 0.0, 1.0)
+        object.__setattr__(self, "unrewritable_categories", tuple(self.unrewritable_categories))
+        for category in self.unrewritable_categories:
+            _check_choice("policy", "unrewritable_categories", category, CATEGORIES)
         for name in ("remove_threshold", "rewritability_threshold"):
             if getattr(self, name) is not None:
                 _check_range("policy", name, getattr(self, name), 0.0, 1.0)
@@ -389,10 +405,17 @@ class ReportConfig:
         "why such content breaks that ground; each statement adds its own facts (scores, thresholds)",
         "The post contains insulting, abusive or harassing language, which the ground above does not allow.")
     dsa_decision_ground_reference_url: str = _help("URL of the terms or law relied on; empty: not sent", "")
-    dsa_category: str = _help("DSA category of the decisions", "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH")
+    dsa_category: str = _help(
+        "DSA category of the decisions (with dsa_category_from_scores: of those without a category that has its "
+        "own, such as insults)", "STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH")
     dsa_category_specification: tuple[str, ...] = _help(
-        "DSA category_specification keywords, e.g. [\"KEYWORD_ONLINE_BULLYING_INTIMIDATION\"]; empty: not sent",
-        default_factory=tuple)
+        "DSA category_specification keywords sent with dsa_category, e.g. "
+        "[\"KEYWORD_ONLINE_BULLYING_INTIMIDATION\"]; empty: not sent", default_factory=tuple)
+    dsa_category_from_scores: bool = _help(
+        "with a classifier that scores categories, a decision's category picks its DSA category: threat -> "
+        "STATEMENT_CATEGORY_VIOLENCE, identity_attack -> ILLEGAL_OR_HARMFUL_SPEECH with KEYWORD_HATE_SPEECH, "
+        "sexual -> PORNOGRAPHY_OR_SEXUALIZED_CONTENT with KEYWORD_ADULT_SEXUAL_MATERIAL, others -> dsa_category; "
+        "false: every statement gets dsa_category", True)
     dsa_visibility_other_rewrite: str = _help(
         "decision_visibility_other of rewrite decisions (the API has no value for 'replaced by a rewrite')",
         "The post is shown only in an automatically rewritten form without the toxic language.")

@@ -12,12 +12,17 @@ to 100 in `{"statements": [...]}`) accepts:
     decision_ground            [report] dsa_decision_ground; with it the ground's fields:
                                incompatible_content_ground/_explanation/_illegal, or
                                illegal_content_legal_ground/_explanation
-    category                   [report] dsa_category (+ category_specification when set)
+    category                   from the decision's category (a classifier that scores categories,
+                               see CATEGORY_STATEMENTS): threat -> VIOLENCE, identity_attack ->
+                               hate speech, sexual -> sexualized content; otherwise, and with
+                               [report] dsa_category_from_scores = false: [report] dsa_category
+                               (+ category_specification when set)
     content_type               ["CONTENT_TYPE_TEXT"]
     content_date               the post's date, from [report] dsa_content_date_column of the run's
                                output; without one, the decision date (and the report says so)
     application_date           the decision's date (the audit line's time, UTC)
-    decision_facts             what the classifier scored, against which threshold, by which model
+    decision_facts             what the classifier scored (the decision's category too), against
+                               which threshold, by which model
     source_type                [report] dsa_source_type (SOURCE_VOLUNTARY: own initiative)
     automated_detection        "Yes": a classifier found the content
     automated_decision         [report] dsa_automated_decision (AUTOMATED_DECISION_FULLY: no
@@ -84,6 +89,17 @@ KEYWORDS = (
     "KEYWORD_MISINFORMATION", "KEYWORD_NUDITY", "KEYWORD_ADULT_SEXUAL_MATERIAL", "KEYWORD_SELF_MUTILATION",
     "KEYWORD_SUICIDE", "KEYWORD_OTHER",
 )
+# The statement category of each classifier category (records.CATEGORIES) that has a category of its
+# own, with the category_specification keywords that fit it; insults and obscenity are what
+# [report] dsa_category describes (illegal or harmful speech by default) and keep it. The API's
+# violence keywords name coordinated harm, gender-based violence, human exploitation and trafficking,
+# and general calls to violence or hatred: a toxicity classifier tells none of these apart from a
+# threat against one person, so a threat's statement sends no keyword rather than a wrong one.
+CATEGORY_STATEMENTS = {
+    "threat": ("STATEMENT_CATEGORY_VIOLENCE", ()),
+    "identity_attack": ("STATEMENT_CATEGORY_ILLEGAL_OR_HARMFUL_SPEECH", ("KEYWORD_HATE_SPEECH",)),
+    "sexual": ("STATEMENT_CATEGORY_PORNOGRAPHY_OR_SEXUALIZED_CONTENT", ("KEYWORD_ADULT_SEXUAL_MATERIAL",)),
+}
 SOURCE_TYPES = ("SOURCE_ARTICLE_16", "SOURCE_TRUSTED_FLAGGER", "SOURCE_TYPE_OTHER_NOTIFICATION", "SOURCE_VOLUNTARY")
 AUTOMATED_DECISIONS = ("AUTOMATED_DECISION_FULLY", "AUTOMATED_DECISION_PARTIALLY", "AUTOMATED_DECISION_NOT_AUTOMATED")
 # territorial_scope: the EU member states and the other EEA countries.
@@ -243,9 +259,50 @@ def puid(prefix: str, post_id: str, run_id: str) -> str:
     return f"{prefix}{clean}-{re.sub(r'[^A-Za-z0-9_-]', '_', run_id)}"[:500]
 
 
+def decision_category(line: dict[str, Any]) -> tuple[str, float] | None:
+    """The category a decision is about, with its score: the one its reason names (category_threat),
+    else the one it scored highest in at or above the category threshold; None for a classifier
+    without categories, or a post under the threshold in all of them."""
+    scores = records.categories_of(line.get("scores"))
+    named = next((c for c in scores if line.get("reason") == records.category_reason(c)), None)
+    if named is not None:
+        return named, scores[named]
+    return records.strongest_category(scores, _category_threshold(line))
+
+
+def _category_threshold(line: dict[str, Any]) -> float:
+    return records.category_threshold(line.get("thresholds"))
+
+
+def statement_category(line: dict[str, Any], settings: Any) -> tuple[str, tuple[str, ...]]:
+    """The statement's category and category_specification keywords (see CATEGORY_STATEMENTS)."""
+    default = (settings.dsa_category, tuple(settings.dsa_category_specification))
+    found = decision_category(line) if settings.dsa_category_from_scores else None
+    return default if found is None else CATEGORY_STATEMENTS.get(found[0], default)
+
+
+def _score_of(category: str, score: float) -> str:
+    return f"{score:.3f} for {category.replace('_', ' ')} ({records.CATEGORY_HELP[category]})"
+
+
+def _category_facts(line: dict[str, Any]) -> str:
+    """The decision's category, for a decision that has one and whose reason did not already say it."""
+    found = decision_category(line)
+    if found is None or line.get("reason") == records.category_reason(found[0]):
+        return ""
+    return (f" The classifier scored it {_score_of(*found)}, its highest category, at or above the category "
+            f"threshold of {_category_threshold(line)}.")
+
+
 def _removal_facts(line: dict[str, Any], thresholds: dict[str, Any]) -> str:
     """Why a post was removed, from its audit line's reason (records.REASONS)."""
     reason = line.get("reason")
+    found = decision_category(line)
+    if found is not None and reason == records.category_reason(found[0]):
+        return (f"at or above the rewrite threshold of {thresholds.get('rewrite_threshold')}, and "
+                f"{_score_of(*found)}, at or above the category threshold of {_category_threshold(line)}. The "
+                "policy does not rewrite posts in this category: a rewrite would keep the harm in politer words. "
+                "The post was removed without human review.")
     if reason == "not_rewritable":
         p = line.get("unrewritable")
         judged = f" (probability {p:.3f})" if isinstance(p, (int, float)) else ""
@@ -285,6 +342,7 @@ def statement(line: dict[str, Any], settings: Any, classifier_sha256: str | None
                  "to the original; only that version is shown.")
     else:
         raise ValueError(f"no statement of reasons for action {action!r}")
+    facts += _category_facts(line)
     sor: dict[str, Any] = {"decision_visibility": visibility}
     if action == Action.REWRITE:
         sor["decision_visibility_other"] = settings.dsa_visibility_other_rewrite
@@ -298,9 +356,9 @@ def statement(line: dict[str, Any], settings: Any, classifier_sha256: str | None
         sor.update(incompatible_content_ground=settings.dsa_incompatible_content_ground,
                    incompatible_content_explanation=explanation,
                    incompatible_content_illegal=settings.dsa_incompatible_content_illegal)
-    sor["category"] = settings.dsa_category
-    if settings.dsa_category_specification:
-        sor["category_specification"] = list(settings.dsa_category_specification)
+    sor["category"], keywords = statement_category(line, settings)
+    if keywords:
+        sor["category_specification"] = list(keywords)
     sor["content_type"] = ["CONTENT_TYPE_TEXT"]
     if settings.dsa_content_language:
         sor["content_language"] = settings.dsa_content_language

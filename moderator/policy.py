@@ -3,6 +3,8 @@
     cleared by the cascade's first stage           -> allow   (cleared_by_prefilter)
     toxicity < rewrite_threshold                   -> allow   (below_rewrite_threshold)
     toxicity >= remove_threshold (opt-in, unset)   -> remove  (above_remove_threshold)
+    toxic, scoring >= category_threshold in one    -> remove  (category_threat, category_identity_attack...),
+    of unrewritable_categories (threat, ...)          or review (uncertain_category) under sure_toxicity
     toxic, and its meaning itself is the harm      -> remove  (not_rewritable), or review
                                                       (uncertain_not_rewritable) under sure_toxicity
     toxic otherwise                                -> rewrite (above_rewrite_threshold)
@@ -15,6 +17,11 @@ target can be rewritten at all is the rewritability model's call (moderator.rewr
 on sentences annotators could and could not rewrite). A post is removed as not rewritable only when
 every target is judged so and the targets are the whole post; in a longer post, such a sentence may
 instead be deleted if no rewrite of it passes verification ([policy] delete_sentences, verify.py).
+
+Categories come from a multi-label classifier that scores them beside toxicity (records.CATEGORIES,
+read from the `scores` fields): a rewrite of a threat or of an attack on a group keeps the threat or
+the contempt in politer words, so such posts are removed whatever the rewritability model says. A
+classifier without categories (a binary one) leaves this rule out, and every decision is as before.
 
 The classifier's probability says how sure it is, not how severe a post is, so removing by
 confidence (`remove_threshold`) is off unless a job asks for it. `verify` later turns a `rewrite`
@@ -49,19 +56,26 @@ class Policy:
         self.unrewritable_at = unrewritable_threshold(config, rewritability)
 
     def decide(self, toxicity: np.ndarray, unrewritable: np.ndarray | None = None,
-               whole: np.ndarray | None = None) -> tuple[list[str], list[str]]:
+               whole: np.ndarray | None = None,
+               categories: dict[str, np.ndarray] | None = None) -> tuple[list[str], list[str]]:
         """Actions and reasons for an array of toxicity scores. `unrewritable`: per post, the lowest
         probability among its targets that they cannot be rewritten; `whole`: whether its targets
-        are the whole post (only then can "not rewritable" remove it)."""
+        are the whole post (only then can "not rewritable" remove it); `categories`: per category the
+        classifier scores, each post's score (records.category_scores)."""
         unrewritable = np.zeros(len(toxicity)) if unrewritable is None else unrewritable
         whole = np.ones(len(toxicity), dtype=bool) if whole is None else whole
+        held = self.unrewritable_category(categories or {}, len(toxicity))
         config = self.config
         actions, reasons = [], []
-        for score, hopeless, entire in zip(toxicity, unrewritable, whole):
+        for score, hopeless, entire, category in zip(toxicity, unrewritable, whole, held):
             if score < config.rewrite_threshold:
                 action, reason = Action.ALLOW, "below_rewrite_threshold"
             elif config.remove_threshold is not None and score >= config.remove_threshold:
                 action, reason = Action.REMOVE, "above_remove_threshold"
+            elif category is not None:
+                sure = score >= config.sure_toxicity
+                action, reason = ((Action.REMOVE, records.category_reason(category)) if sure
+                                  else (Action.REVIEW, "uncertain_category"))
             elif entire and hopeless >= self.unrewritable_at:
                 sure = score >= config.sure_toxicity
                 action, reason = ((Action.REMOVE, "not_rewritable") if sure
@@ -72,6 +86,17 @@ class Policy:
                 action, reason = Action.REVIEW, "rewrite_disabled"
             actions.append(action), reasons.append(reason)
         return actions, reasons
+
+    def unrewritable_category(self, categories: dict[str, np.ndarray], n: int) -> list[str | None]:
+        """Per post, the category of `unrewritable_categories` it scored highest in, where that score is
+        at or above `category_threshold`; None for the others, and for every post of a classifier
+        without those categories."""
+        names = [name for name in self.config.unrewritable_categories if name in categories]
+        if not names:
+            return [None] * n
+        table = np.nan_to_num(np.stack([categories[name] for name in names], axis=1), nan=-1.0)
+        best = table.argmax(axis=1)  # ties: the first in the setting's order
+        return [names[b] if table[i, b] >= self.config.category_threshold else None for i, b in enumerate(best)]
 
     def targets(self, text: str, sentences: list[dict] | None) -> tuple[list[tuple[int, int]], bool]:
         """The spans of a toxic post to rewrite, and whether they are the whole post."""
@@ -104,7 +129,7 @@ class Policy:
             cursor += len(row_spans)
             targets[i] = [{"start": a, "end": b, "unrewritable": float(q)} for (a, b), q in zip(row_spans, row_p)]
             unrewritable[i] = row_p.min()  # the post is hopeless only when every target is
-        actions, reasons = self.decide(scores, unrewritable, whole)
+        actions, reasons = self.decide(scores, unrewritable, whole, records.category_scores(batch))
         if records.STAGE in batch.schema.names:
             for i, stage in enumerate(batch.column(records.STAGE).to_pylist()):
                 if stage == Stage.PREFILTER:  # cleared by the cascade: confidently clean

@@ -11,6 +11,7 @@ construction, and every step has the batch -> batch shape that Ray Data's `map_b
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -68,6 +69,24 @@ class Stage:
     CARRIED_OVER = "carried_over"  # an earlier run decided it, with the same text, policy and models (state.py)
 
 
+# Categories of toxicity: a multi-label classifier may score these beside its toxicity label, each
+# a field of the `scores` struct named as here. Which ones a model has is read from those fields, so
+# a model without them (a user's own binary classifier) runs as if categories did not exist.
+CATEGORY_HELP = {
+    "insult": "insulting, inflammatory or demeaning language aimed at a person",
+    "threat": "a wish or an intention to hurt someone, or to have someone hurt",
+    "identity_attack": "hate or contempt for people for who they are: origin, religion, gender, sexuality, disability",
+    "obscene": "swearing, cursing, vulgar or profane language",
+    "sexual": "sexually explicit language",
+}
+CATEGORIES = tuple(CATEGORY_HELP)
+
+
+def category_reason(category: str) -> str:
+    """The reason code of a post removed for a category the policy does not rewrite (category_threat)."""
+    return "category_" + category
+
+
 ACTIONS = (Action.ALLOW, Action.REWRITE, Action.REVIEW, Action.REMOVE)
 REASONS = {
     "below_rewrite_threshold": "allow: toxicity under the rewrite threshold",
@@ -78,6 +97,11 @@ REASONS = {
     "not_rewritable": "remove: toxic, and its meaning itself is the harm (abuse, a threat, hate, only obscenity): "
                       "the rewritability model says no faithful rewrite exists",
     "uncertain_not_rewritable": "review: judged not rewritable, but its toxicity is under [policy] sure_toxicity",
+    **{category_reason(name): f"remove: toxic, and at or above [policy] category_threshold for {name} ({help}), "
+                              "a category of [policy] unrewritable_categories: a rewrite would launder the harm"
+       for name, help in CATEGORY_HELP.items()},
+    "uncertain_category": "review: toxic, with a category of [policy] unrewritable_categories, but its toxicity "
+                          "is under [policy] sure_toxicity",
     "rewrite_disabled": "review: would be rewritten, but rewriting is off (--no-rewrite)",
     "too_long_to_rewrite": "review: the post does not fit the rewriter's context",
     "rewrite_empty": "review or remove (on_rewrite_failure): the rewriter returned nothing",
@@ -127,6 +151,42 @@ def targets(batch: pa.RecordBatch) -> list[list[dict] | None]:
     if TARGETS in batch.schema.names:
         return batch.column(TARGETS).to_pylist()
     return [None if text is None else [whole_post(text)] for text in batch.column(TEXT).to_pylist()]
+
+
+def category_scores(batch: pa.RecordBatch) -> dict[str, np.ndarray]:
+    """The classifier's score of each category it has (the CATEGORIES among the `scores` fields), NaN
+    where a post was not scored; {} for a model without categories or a batch without scores. Kept in
+    float32, like toxicity: a score compares with a threshold as toxicity does (0.9 >= 0.9)."""
+    if SCORES not in batch.schema.names or not pa.types.is_struct(batch.column(SCORES).type):
+        return {}
+    column = batch.column(SCORES)
+    fields = dict(zip((f.name for f in column.type), column.flatten()))  # flatten: null where the post is
+    return {name: pc.fill_null(pc.cast(fields[name], pa.float32()), float("nan")).to_numpy(zero_copy_only=False)
+            for name in CATEGORIES if name in fields}
+
+
+def categories_of(scores: dict | None) -> dict[str, float]:
+    """The category scores in a decision's `scores` (an audit line's, or the output's), in CATEGORIES order."""
+    if not isinstance(scores, dict):
+        return {}
+    return {name: float(scores[name]) for name in CATEGORIES
+            if isinstance(scores.get(name), (int, float)) and not isinstance(scores.get(name), bool)}
+
+
+def category_threshold(thresholds: dict | None) -> float:
+    """A run's [policy] category_threshold, from the thresholds its audit lines record; for runs from
+    before the setting existed, its default."""
+    value = (thresholds or {}).get("category_threshold")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.5
+
+
+def strongest_category(scores: dict | None, threshold: float) -> tuple[str, float] | None:
+    """The category a decision scored highest in, if that score is at or above `threshold`."""
+    present = categories_of(scores)
+    if not present:
+        return None
+    name = max(present, key=lambda c: present[c])  # ties: the first in CATEGORIES order
+    return (name, present[name]) if present[name] >= threshold else None
 
 
 def rows_with_action(batch: pa.RecordBatch, action: str) -> list[int]:

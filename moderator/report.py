@@ -89,6 +89,10 @@ class Tally:
     reasons: Counter = field(default_factory=Counter)
     quarantine: Counter = field(default_factory=Counter)
     labels: Counter = field(default_factory=Counter)
+    # Categories (records.CATEGORIES, of a classifier that scores them): posts at or above their run's
+    # [policy] category_threshold in each, by action; empty for a classifier without categories.
+    categories: dict[str, Counter] = field(default_factory=dict)
+    category_thresholds: set = field(default_factory=set)
     carried_over: int = 0
     toxicity: dict[str, list[int]] = field(default_factory=lambda: {a: [0] * BINS for a in records.ACTIONS})
     toxicity_sum: float = 0.0
@@ -124,6 +128,7 @@ class Tally:
             self.toxicity[action][_bin(toxicity)] += 1
             self.toxicity_sum += toxicity
             self.scored += 1
+        self._add_categories(line, action)
         if isinstance(scores, dict) and scores:
             if multi_label:
                 self.labels.update(k for k, v in scores.items() if isinstance(v, (int, float)) and v >= 0.5)
@@ -143,11 +148,25 @@ class Tally:
                 self.sums.update(candidates=line["candidates"], sentences=line.get("rewritten_sentences") or 0,
                                  with_candidates=1)
 
+    def _add_categories(self, line: dict[str, Any], action: str) -> None:
+        present = records.categories_of(line.get("scores"))
+        if not present:
+            return
+        threshold = records.category_threshold(line.get("thresholds"))
+        self.category_thresholds.add(threshold)
+        for name, score in present.items():
+            counts = self.categories.setdefault(name, Counter())  # listed even when no post holds it
+            if score >= threshold:
+                counts[action] += 1
+
     def merge(self, other: Tally) -> None:
         for name in ("lines", "carried_over", "toxicity_sum", "scored", "attempted", "rewritten", "texts"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for name in ("actions", "reasons", "quarantine", "labels", "sums"):
             getattr(self, name).update(getattr(other, name))
+        for name, counts in other.categories.items():
+            self.categories.setdefault(name, Counter()).update(counts)
+        self.category_thresholds |= other.category_thresholds
         for action, counts in other.toxicity.items():
             self.toxicity[action] = [a + b for a, b in zip(self.toxicity[action], counts)]
         for name in ("before", "after", "similarity"):
@@ -172,6 +191,8 @@ class Tally:
             "actions": shares(self.actions, self.lines, ACTIONS),
             "reasons": shares(self.reasons, decided, tuple(records.REASONS)),
             "labels": shares(self.labels, decided),
+            "categories": self._categories(decided),
+            "category_thresholds": sorted(self.category_thresholds),
             "quarantine_reasons": shares(self.quarantine, self.lines),
             "toxicity": {
                 "bins": BINS,
@@ -197,6 +218,17 @@ class Tally:
             "first_decision": self.first_time,
             "last_decision": self.last_time,
         }
+
+    def _categories(self, decided: int) -> dict[str, dict[str, Any]]:
+        """Per category (in records.CATEGORIES order): posts at or above the category threshold, their
+        share of decided posts, and their actions."""
+        out = {}
+        for name in [c for c in records.CATEGORIES if c in self.categories]:
+            counts = self.categories[name]
+            total = sum(counts.values())
+            out[name] = {"count": total, "share": round(total / decided, 6) if decided else 0.0,
+                         "by_action": {a: counts[a] for a in records.ACTIONS}}
+        return out
 
     def _mean(self, name: str, n: int) -> float | None:
         return round(self.sums[name] / n, 6) if n else None
@@ -422,7 +454,8 @@ def render_html(summary: dict[str, Any]) -> str:
     env.filters["when"] = _when
     return env.get_template("report.html.j2").render(s=summary, plots=plots.all_plots(summary),
                                                      reasons=records.REASONS,
-                                                     quarantine_reasons=records.QUARANTINE_REASONS)
+                                                     quarantine_reasons=records.QUARANTINE_REASONS,
+                                                     category_help=records.CATEGORY_HELP)
 
 
 def _pct(value: float | None) -> str:
@@ -474,8 +507,15 @@ def render_markdown(summary: dict[str, Any]) -> str:
         out += _table(["reason", "records", "share"],
                       [[r, f"{v['count']:,}", _pct(v["share"])] for r, v in t["quarantine_reasons"].items()])
     out += ["## Labels", ""]
-    out += _table(["label", "posts", "share of decided"],
-                  [[k, f"{v['count']:,}", _pct(v["share"])] for k, v in t["labels"].items()])
+    out += _table(["label", "posts", "share of decided"],  # categories get their own table, below
+                  [[k, f"{v['count']:,}", _pct(v["share"])] for k, v in t["labels"].items() if k not in t["categories"]])
+    if t["categories"]:
+        out += ["## Categories", "",
+                f"Posts scoring at or above the category threshold ({', '.join(map(str, t['category_thresholds']))}) "
+                "in each category, by action.", ""]
+        out += _table(["category", "posts", "share of decided", *records.ACTIONS],
+                      [[k, f"{v['count']:,}", _pct(v["share"]), *(f"{v['by_action'][a]:,}" for a in records.ACTIONS)]
+                       for k, v in t["categories"].items()])
     rw = t["rewrite"]
     out += ["## Rewrites", ""]
     out += _table(["rewritten by the model", "passed verification", "sent to review", "review share",

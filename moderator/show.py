@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from moderator.errors import AuditChainError, InputError
-from moderator.records import ACTIONS, ANNOTATION
+from moderator.records import ACTIONS, ANNOTATION, categories_of
 from moderator.rundir import MANIFEST, OUTPUT, RunDir
 
 
@@ -82,6 +82,10 @@ def format_run(run_dir: Path, actions: tuple[str, ...] = ACTIONS, limit: int = 5
         shown[action] += 1
         lines.append(f"\n[{visible(action)}: {visible(m['reason'])}] {visible(m['id'])}  toxicity {m['toxicity']:.2f}")
         lines.append(f"  post:    {_clip(text, width)}")
+        categories = categories_of(m.get("scores"))
+        if categories:  # a classifier that scores categories; highest first
+            ranked = sorted(categories.items(), key=lambda kv: -kv[1])
+            lines.append("  categories: " + ", ".join(f"{name} {score:.2f}" for name, score in ranked))
         if m["rewrite"] is not None:
             lines.append(f"  rewrite: {_clip(m['rewrite'], width)}")
             scored = (f"toxicity {m['rewrite_toxicity']:.2f}, similarity {m['similarity']:.2f}"

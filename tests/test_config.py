@@ -54,6 +54,10 @@ def test_ints_are_accepted_for_floats_and_lists_become_tuples(tmp_path):
         ("[output]\nfile_mode = '0700'\n", "sets execute bits"),
         ("[output]\nfile_mode = '0666'\n", "lets any user write"),
         ("[output]\naudit_text = 'yes'\n", "audit_text must be bool, not str"),
+        ("[policy]\nunrewritable_categories = ['threat', 'hate']\n",
+         "[policy] unrewritable_categories = 'hate' is not one of: insult, threat, identity_attack, obscene, sexual"),
+        ("[policy]\nunrewritable_categories = 'threat'\n", "unrewritable_categories must be a list of strings"),
+        ("[policy]\ncategory_threshold = 1.5\n", "category_threshold = 1.5 must be between 0.0 and 1.0"),
     ],
 )
 def test_bad_settings_name_the_file_and_the_fix(tmp_path, toml, message):
@@ -63,6 +67,22 @@ def test_bad_settings_name_the_file_and_the_fix(tmp_path, toml, message):
         JobConfig.load(path)
     assert message in str(error.value)
     assert str(path) in str(error.value)
+
+
+def test_unrewritable_categories_from_a_file_and_as_moderate_config_prints_them(tmp_path):
+    config = JobConfig()
+    assert config.policy.unrewritable_categories == ("threat", "identity_attack")
+    assert config.policy.category_threshold == 0.5 and config.policy.thresholds["category_threshold"] == 0.5
+    assert 'unrewritable_categories = ["threat", "identity_attack"]' in describe(config)
+    path = tmp_path / "job.toml"
+    path.write_text('[policy]\nunrewritable_categories = ["threat", "sexual"]\ncategory_threshold = 1\n')
+    loaded = JobConfig.load(path)
+    assert loaded.policy.unrewritable_categories == ("threat", "sexual")
+    assert loaded.policy.category_threshold == 1.0
+    path.write_text(describe(loaded))
+    assert JobConfig.load(path) == loaded
+    path.write_text("[policy]\nunrewritable_categories = []\n")  # every category is tried
+    assert JobConfig.load(path).policy.unrewritable_categories == ()
 
 
 def test_missing_config_file(tmp_path):

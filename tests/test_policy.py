@@ -54,5 +54,94 @@ def test_every_reason_code_is_documented():
     source = "".join(inspect.getsource(m) for m in (policy, rewrite, verify))
     import re
 
-    used = set(re.findall(r'"((?:below|above|rewrite|rewritten|too)_[a-z_]+)"', source))
+    used = set(re.findall(r'"((?:below|above|rewrite|rewritten|too|not|uncertain|cleared)_[a-z_]+)"', source))
+    used |= {records.category_reason(name) for name in records.CATEGORIES}  # spelled by category_reason
     assert used and used <= set(records.REASONS), used - set(records.REASONS)
+    assert {"not_rewritable", "uncertain_category", "category_threat"} <= used
+
+
+# The labels of the shipped multi-label classifier, and of a user's own binary one.
+MULTI_LABEL = ("toxic", "insult", "threat", "identity_attack", "obscene", "sexual")
+BINARY = ("neutral", "toxic")
+
+
+def scored_batch(rows: list[dict | None], labels: tuple[str, ...] = MULTI_LABEL) -> pa.RecordBatch:
+    """A batch as the classifier leaves it: toxicity (the `toxic` label's score) and the `scores`
+    struct, one float32 field per label, null for a post that was not scored (quarantined)."""
+    fields = [pa.field(label, pa.float32()) for label in labels]
+    children = [pa.array([(row or {}).get(label, 0.0) for row in rows], pa.float32()) for label in labels]
+    scores = pa.StructArray.from_arrays(children, fields=fields, mask=pa.array([row is None for row in rows]))
+    toxicity = pa.array([None if row is None else row.get("toxic", 0.0) for row in rows], pa.float32())
+    return pa.RecordBatch.from_pydict({records.TOXICITY: toxicity, records.SCORES: scores})
+
+
+def decisions(batch: pa.RecordBatch, **policy) -> list[tuple[str | None, str | None]]:
+    out = Policy(PolicyConfig(**policy))(batch)
+    return list(zip(out.column(records.ACTION).to_pylist(), out.column(records.REASON).to_pylist()))
+
+
+def test_a_threat_is_removed_and_an_insult_rewritten():
+    batch = scored_batch([
+        {"toxic": 0.95, "threat": 0.9, "insult": 0.3},
+        {"toxic": 0.9, "insult": 0.95, "obscene": 0.7},  # insults and swearing can be rewritten
+        {"toxic": 0.8, "identity_attack": 0.6, "threat": 0.55},  # the higher of the two names it
+        {"toxic": 0.3, "threat": 0.9},  # not toxic: the category rule is only for toxic posts
+        {"toxic": 0.7, "threat": 0.49},  # under category_threshold
+        None,
+    ])
+    assert decisions(batch) == [
+        ("remove", "category_threat"), ("rewrite", "above_rewrite_threshold"),
+        ("remove", "category_identity_attack"), ("allow", "below_rewrite_threshold"),
+        ("rewrite", "above_rewrite_threshold"), (None, None)]
+    assert decisions(batch, category_threshold=0.45)[4] == ("remove", "category_threat")
+    assert decisions(batch, category_threshold=0.9)[0] == ("remove", "category_threat")  # inclusive, in float32
+    assert decisions(batch, rewrite_threshold=0.2)[3] == ("remove", "category_threat")
+
+
+def test_under_sure_toxicity_a_category_goes_to_review():
+    batch = scored_batch([{"toxic": 0.95, "threat": 0.9}, {"toxic": 0.7, "threat": 0.9}])
+    assert decisions(batch, sure_toxicity=0.9) == [("remove", "category_threat"), ("review", "uncertain_category")]
+
+
+def test_the_categories_that_are_not_rewritten_are_a_setting():
+    batch = scored_batch([{"toxic": 0.9, "threat": 0.9}, {"toxic": 0.9, "sexual": 0.8, "identity_attack": 0.7}])
+    assert decisions(batch, unrewritable_categories=()) == [("rewrite", "above_rewrite_threshold")] * 2
+    assert decisions(batch, unrewritable_categories=("sexual",)) == [
+        ("rewrite", "above_rewrite_threshold"), ("remove", "category_sexual")]
+
+
+def test_removal_by_confidence_keeps_precedence_and_categories_come_before_rewritability():
+    class Hopeless:  # a rewritability model that judges every text not rewritable
+        threshold = 0.5
+
+        def predict(self, texts):
+            return np.ones(len(texts), dtype=np.float32)
+
+    batch = scored_batch([{"toxic": 0.99, "threat": 0.9}, {"toxic": 0.9, "threat": 0.9}, {"toxic": 0.9}])
+    batch = records.set_column(batch, records.TEXT, pa.array(["a", "b", "c"]))
+    out = Policy(PolicyConfig(remove_threshold=0.95), rewritability=Hopeless())(batch)
+    assert out.column(records.REASON).to_pylist() == ["above_remove_threshold", "category_threat", "not_rewritable"]
+
+
+def test_a_binary_model_gets_exactly_the_decisions_of_a_model_without_categories():
+    class Judge:  # rewritability: the text "x" cannot be rewritten
+        threshold = 0.5
+
+        def predict(self, texts):
+            return np.array([1.0 if t == "x" else 0.0 for t in texts], dtype=np.float32)
+
+    rng = np.random.default_rng(0)
+    toxic = rng.random(200).round(3)
+    rows = [None if i % 17 == 0 else {"neutral": 1 - t, "toxic": t} for i, t in enumerate(toxic)]
+    texts = pa.array(["x" if i % 3 == 0 else "y" for i in range(len(rows))])
+    batch = records.set_column(scored_batch(rows, BINARY), records.TEXT, texts)
+    assert records.category_scores(batch) == {}
+    for config in (PolicyConfig(), PolicyConfig(sure_toxicity=0.7, remove_threshold=0.95),
+                   PolicyConfig(unrewritable_categories=records.CATEGORIES, category_threshold=0.0)):
+        with_scores = Policy(config, rewritability=Judge())(batch)
+        without = Policy(config, rewritability=Judge())(batch.drop_columns([records.SCORES]))
+        for column in (records.ACTION, records.REASON, records.TARGETS, records.UNREWRITABLE):
+            assert with_scores.column(column).equals(without.column(column))
+    reasons = set(with_scores.column(records.REASON).to_pylist())
+    assert not any(r and "categor" in r for r in reasons)
+    assert {"not_rewritable", "above_rewrite_threshold", "below_rewrite_threshold"} <= reasons
