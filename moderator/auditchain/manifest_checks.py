@@ -10,6 +10,7 @@ from typing import Any
 
 from moderator.auditchain.links import Problem
 from moderator.errors import InputError
+from moderator.records import Action
 from moderator.rundir import MANIFEST, OUTPUT
 
 
@@ -18,43 +19,59 @@ def _key(value: Any) -> str:
 
 
 def check_counts(run_dir: Path, manifest: dict[str, Any], tally: Counter, lines: int,
-                  notes: list[str]) -> Problem | None:
+                 notes: list[str]) -> Problem | None:
     """The manifest's `counts` against what the audit log holds (one line per input record)."""
     counts = manifest.get("counts")
     if not isinstance(counts, dict):
         notes.append("counts not checkable: the manifest records none")
         return None
+    differ = count_differences(counts, log_counts(tally, lines))
+    if not differ:
+        return None
+    more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+    return Problem(0, "counts", f"the manifest's counts disagree with the audit log: {', '.join(differ[:3])}{more}",
+                   str(run_dir / MANIFEST))
+
+
+def log_counts(tally: Counter, lines: int) -> dict[str, Any]:
+    """The manifest's `counts`, as the audit log gives them: from `lines` (its line count) and `tally`
+    ((action, reason, carried over) -> lines, from `links.check_log`)."""
     actions: Counter = Counter()
     reasons: Counter = Counter()
     quarantine: Counter = Counter()
     carried = 0
     for (action, reason, carried_over), n in tally.items():
-        if action == "quarantine":
+        if action == Action.QUARANTINE:
             quarantine[_key(reason)] += n
         else:
             actions[_key(action)] += n
             reasons[_key(reason)] += n
             carried += n if carried_over else 0
     quarantined = sum(quarantine.values())
-    found: dict[str, Any] = {"input_rows": lines, "output_rows": lines - quarantined,
-                             "quarantined_rows": quarantined, "carried_over": carried}
-    differ = [f"{name} {counts[name]!r} (audit log: {value})" for name, value in found.items()
-              if name in counts and counts[name] != value]
-    for name, tallied in (("actions", actions), ("reasons", reasons), ("quarantine_reasons", quarantine)):
-        recorded = counts.get(name)
-        if name not in counts:
+    return {"input_rows": lines, "output_rows": lines - quarantined, "quarantined_rows": quarantined,
+            "carried_over": carried, "actions": actions, "reasons": reasons, "quarantine_reasons": quarantine}
+
+
+def count_differences(recorded: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """Each count in `recorded` (a manifest's `counts`) that differs from `found` (`log_counts`), as
+    `name recorded (audit log: found)`. Tables (actions, reasons) are compared key by key, a key
+    missing on one side counting as 0; a count the manifest does not record is not held against it."""
+    differ = []
+    for name, value in found.items():
+        if name not in recorded:
             continue
-        if not isinstance(recorded, dict):
+        if not isinstance(value, dict):
+            if recorded[name] != value:
+                differ.append(f"{name} {recorded[name]!r} (audit log: {value})")
+            continue
+        table = recorded[name]
+        if not isinstance(table, dict):
             differ.append(f"{name} is not a table")
             continue
-        for key in sorted(set(recorded) | set(tallied)):
-            if (recorded.get(key) or 0) != tallied.get(key, 0):
-                differ.append(f"{name}.{key} {recorded.get(key, 0)!r} (audit log: {tallied.get(key, 0)})")
-    if not differ:
-        return None
-    more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
-    return Problem(0, "counts", f"the manifest's counts disagree with the audit log: {', '.join(differ[:3])}{more}",
-                   str(run_dir / MANIFEST))
+        for key in sorted(set(table) | set(value)):
+            if (table.get(key) or 0) != value.get(key, 0):
+                differ.append(f"{name}.{key} {table.get(key, 0)!r} (audit log: {value.get(key, 0)})")
+    return differ
 
 
 def _read_part(path: Path) -> tuple[str, int | None]:
