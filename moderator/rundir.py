@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from moderator.errors import ConfigError, OutputError
+from moderator.files import PRIVATE, create_file, folder_mode
 from moderator.readers.discovery import (JSONL_SUFFIXES, PARQUET_SUFFIXES, RUN_AUDIT, RUN_MANIFEST, RUN_OUTPUT,
                                          RUN_QUARANTINE, RUN_STAGING, STDIN, glob_root)
-from moderator.writers import PRIVATE, create_file, folder_mode, json_default
+from moderator.writers import json_default
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from moderator.errors import ConfigError
 from moderator.rundir import MANIFEST, RunDir
-from moderator.writers import PRIVATE, JsonLinesWriter, json_default
+from moderator.files import PRIVATE
+from moderator.writers import JsonLinesWriter, json_default
 
 
 GENESIS = "0" * 64
