@@ -64,7 +64,7 @@ class AuditLog:
                 "source": sources[i],
                 "row": rows[i],
                 "text_sha256": sha256_text(texts[i]),
-                "action": "quarantine" if quarantined else actions[i],
+                "action": records.Action.QUARANTINE if quarantined else actions[i],
                 "reason": quarantine[i] if quarantined else reasons[i],
                 "toxicity": _round(toxicity[i]),
                 "stage": stage[i],

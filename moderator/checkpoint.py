@@ -47,7 +47,7 @@ from typing import Any
 from moderator import __version__, readers
 from moderator.config import JobConfig
 from moderator.rundir import AUDIT, OUTPUT, QUARANTINE, RunDir, write_json_atomic
-from moderator.writers import PRIVATE
+from moderator.files import PRIVATE
 
 log = logging.getLogger(__name__)
 

@@ -272,8 +272,10 @@ def _summary(result: Any) -> None:
         click.echo(f"{result.path}: already complete (run {manifest.get('run_id')}, finished "
                    f"{manifest.get('finished')}); left untouched. Use --overwrite to run again.", err=True)
         return
+    from moderator.records import Action
+
     counts = manifest["counts"]
-    summary = ", ".join(f"{k} {v}" for k, v in {**counts["actions"], "quarantine": counts["quarantined_rows"]}.items())
+    summary = ", ".join(f"{k} {v}" for k, v in {**counts["actions"], Action.QUARANTINE: counts["quarantined_rows"]}.items())
     if counts.get("carried_over"):
         summary += f", carried over {counts['carried_over']}"
     here = manifest.get("rows_this_process", counts["input_rows"])
@@ -284,18 +286,20 @@ def _summary(result: Any) -> None:
     else:
         click.echo(f"moderated {counts['input_rows']} posts in {manifest['timings_s']['total']:.1f} s "
                    f"({manifest['posts_per_s']} posts/s): {summary}", err=True)
-    toxic = counts["output_rows"] - counts["actions"].get("allow", 0)
+    toxic = counts["output_rows"] - counts["actions"].get(Action.ALLOW, 0)
     if toxic:
         reasons = counts.get("reasons", {})
         why = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])
                         if reason not in ("below_rewrite_threshold", "cleared_by_prefilter"))
-        click.echo(f"toxic posts: {toxic}, published rewritten {counts['actions'].get('rewrite', 0)} "
-                   f"({counts['actions'].get('rewrite', 0) / toxic:.0%}); by reason: {why}", err=True)
+        rewritten = counts["actions"].get(Action.REWRITE, 0)
+        click.echo(f"toxic posts: {toxic}, published rewritten {rewritten} ({rewritten / toxic:.0%}); by reason: {why}",
+                   err=True)
     click.echo(f"output: {result.path}", err=True)
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
+# records.ACTIONS, spelled out: importing records (pyarrow) would slow every `moderate` command's start
 @click.option("-a", "--action", "actions", multiple=True, type=click.Choice(("allow", "rewrite", "review", "remove")),
               help="Show only these actions (repeatable). [default: all]")
 @click.option("-n", "--limit", type=click.IntRange(1), default=5, show_default=True, help="Posts shown per action.")
@@ -308,10 +312,11 @@ def show(ctx: click.Context, run_dir: Path, actions: tuple[str, ...], limit: int
       moderate show posts.moderated
       moderate show posts.moderated --action rewrite --limit 20
     """
+    from moderator.records import ACTIONS
     from moderator.show import format_run
 
     with _errors(ctx):
-        click.echo(format_run(run_dir, actions or ("allow", "rewrite", "review", "remove"), limit), nl=False)
+        click.echo(format_run(run_dir, actions or ACTIONS, limit), nl=False)
 
 
 @cli.group()

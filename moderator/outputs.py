@@ -68,7 +68,8 @@ class Counts:
                    quarantine_reasons=Counter(counts.get("quarantine_reasons", {})))
 
     def summary(self) -> dict[str, int]:
-        return {**{a: self.actions.get(a, 0) for a in records.ACTIONS}, "quarantine": self.quarantined_rows}
+        return {**{a: self.actions.get(a, 0) for a in records.ACTIONS},
+                records.Action.QUARANTINE: self.quarantined_rows}
 
     def to_dict(self) -> dict[str, Any]:
         return {

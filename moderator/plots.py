@@ -12,7 +12,11 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-COLORS = {"allow": "#4c9a6a", "rewrite": "#3b75af", "review": "#e0a526", "remove": "#c4473d", "quarantine": "#8c8c8c"}
+from moderator.records import Action
+
+COLORS = {Action.ALLOW: "#4c9a6a", Action.REWRITE: "#3b75af", Action.REVIEW: "#e0a526", Action.REMOVE: "#c4473d",
+          Action.QUARANTINE: "#8c8c8c"}
+TRENDED = (Action.REWRITE, Action.REVIEW, Action.REMOVE, Action.QUARANTINE)  # the trend plot's lines
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,9 @@ def rewrite_toxicity(summary: dict[str, Any]) -> Plot:
     if not rewrite["attempted"]:
         _empty(axes, "no posts were rewritten in these runs")
     else:
-        axes.stairs(rewrite["toxicity_before"], edges, fill=True, alpha=0.45, color=COLORS["remove"], label="original post")
-        axes.stairs(rewrite["toxicity_after"], edges, color=COLORS["allow"], linewidth=2.2, label="rewrite")
+        axes.stairs(rewrite["toxicity_before"], edges, fill=True, alpha=0.45, color=COLORS[Action.REMOVE],
+                    label="original post")
+        axes.stairs(rewrite["toxicity_after"], edges, color=COLORS[Action.ALLOW], linewidth=2.2, label="rewrite")
         axes.set_xlim(0, 1)
         axes.set_xlabel("toxicity score")
         axes.set_ylabel("rewritten posts")
@@ -116,7 +121,7 @@ def similarity(summary: dict[str, Any]) -> Plot:
     if not sum(counts):
         _empty(axes, "no rewrites with a similarity score in these runs")
     else:
-        axes.stairs(counts, edges, fill=True, color=COLORS["rewrite"], alpha=0.7)
+        axes.stairs(counts, edges, fill=True, color=COLORS[Action.REWRITE], alpha=0.7)
         floors = sorted({r["policy"].get("min_similarity") for r in summary["runs"]} - {None})
         for floor in floors:
             axes.axvline(floor, color="#333333", linestyle="--", linewidth=1)
@@ -134,9 +139,9 @@ def trend(summary: dict[str, Any]) -> Plot:
     figure, axes = _figure(height=3.4)
     labels = [p["label"] for p in points]
     x = list(range(len(points)))
-    for action in ("rewrite", "review", "remove", "quarantine"):
+    for action in TRENDED:
         axes.plot(x, [100 * p["shares"][action] for p in points], marker="o", color=COLORS[action], label=action)
-    top = max([100 * p["shares"][a] for p in points for a in ("rewrite", "review", "remove", "quarantine")] + [1.0])
+    top = max([100 * p["shares"][a] for p in points for a in TRENDED] + [1.0])
     axes.set_ylim(0, top * 1.15)
     axes.set_ylabel("share of posts (%)")
     axes.set_xticks(x, labels, rotation=30 if len(points) > 4 else 0, ha="right" if len(points) > 4 else "center",
@@ -150,8 +155,8 @@ def trend(summary: dict[str, Any]) -> Plot:
     if len(points) == 1:
         axes.set_xlabel("one run: the trend needs several", fontsize=8, color="#555555")
     alt = "Per run: " + "; ".join(
-        f"{p['label']}: {p['posts']:,} posts, rewrite {100 * p['shares']['rewrite']:.1f}%, "
-        f"remove {100 * p['shares']['remove']:.1f}%" for p in points)
+        f"{p['label']}: {p['posts']:,} posts, rewrite {100 * p['shares'][Action.REWRITE]:.1f}%, "
+        f"remove {100 * p['shares'][Action.REMOVE]:.1f}%" for p in points)
     return Plot("trend", "Trend per run", alt, _png(figure))
 
 

@@ -59,6 +59,8 @@ class Action:
     REWRITE = "rewrite"
     REVIEW = "review"
     REMOVE = "remove"
+    # Not a post's action (it is not in ACTIONS): the audit log's `action` for a quarantined record.
+    QUARANTINE = "quarantine"
 
 
 class Stage:

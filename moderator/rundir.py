@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from moderator.errors import ConfigError, OutputError
-from moderator.readers import (JSONL_SUFFIXES, PARQUET_SUFFIXES, RUN_AUDIT, RUN_MANIFEST, RUN_OUTPUT,
-                               RUN_QUARANTINE, RUN_STAGING, STDIN, _glob_root)
-from moderator.writers import PRIVATE, create_file, folder_mode, json_default
+from moderator.files import PRIVATE, create_file, folder_mode
+from moderator.readers.discovery import (JSONL_SUFFIXES, PARQUET_SUFFIXES, RUN_AUDIT, RUN_MANIFEST, RUN_OUTPUT,
+                                         RUN_QUARANTINE, RUN_STAGING, STDIN, glob_root)
+from moderator.writers import json_default
 
 log = logging.getLogger(__name__)
 
-# The layout's names live in readers.py (it skips run folders found inside an input folder, and this
+# The layout's names live in readers/discovery.py (it skips run folders found inside an input folder, and this
 # module imports it); one definition for both.
 OUTPUT, AUDIT, QUARANTINE, MANIFEST, STAGING = RUN_OUTPUT, RUN_AUDIT, RUN_QUARANTINE, RUN_MANIFEST, RUN_STAGING
 LOCK = ".lock"
@@ -58,7 +59,7 @@ def default_output(specs: list[str]) -> Path:
         raise ConfigError("reading from stdin: name the output folder with --out")
     import glob
 
-    path = Path(_glob_root(first) if glob.has_magic(first) else first).expanduser()
+    path = Path(glob_root(first) if glob.has_magic(first) else first).expanduser()
     if path.is_dir():
         path = path.resolve()
         return path.with_name(path.name + ".moderated")

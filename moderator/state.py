@@ -50,7 +50,7 @@ from moderator import __version__, records
 from moderator.audit import sha256_text
 from moderator.config import JobConfig
 from moderator.errors import OutputError
-from moderator.writers import PRIVATE, make_folder
+from moderator.files import PRIVATE, make_folder
 
 log = logging.getLogger(__name__)
 

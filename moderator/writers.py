@@ -7,9 +7,8 @@ under a temporary name (`.part-NNNNN.parquet.tmp`), fsynced and renamed when it 
 part file that has its final name is always whole: a run that resumes after a crash keeps those
 and rewrites the rest (see `checkpoint.py`).
 
-Every file is created with the run's file mode (`[output] file_mode`, default 0600: owner only)
-and every folder with the matching folder mode, whatever the umask: outputs and logs hold posts,
-scores and ids that a shared machine's other users should not read by default.
+Every file is created with the run's file mode, and every folder with the matching folder mode
+(`files.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +28,9 @@ import pyarrow.parquet as pq
 
 from moderator import records
 from moderator.errors import OutputError
+from moderator.files import PRIVATE, create_file, fsync_close, fsync_folder, make_folder, open_at, sync
+
+log = logging.getLogger(__name__)
 
 
 def json_default(value: Any) -> Any:
@@ -69,68 +71,6 @@ def _finite(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
         return _finite(value.item())
     return value
-
-
-log = logging.getLogger(__name__)
-PRIVATE = 0o600  # the default file mode: owner read and write only
-
-
-def folder_mode(file_mode: int) -> int:
-    """The folder mode that goes with a file mode: x wherever r is set (0600 -> 0700, 0640 -> 0750)."""
-    return file_mode | (file_mode & 0o444) >> 2
-
-
-def make_folder(path: Path, file_mode: int = PRIVATE) -> None:
-    """Create `path` (its parents as usual) and give it the folder mode of `file_mode`."""
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, folder_mode(file_mode))
-
-
-def create_file(path: Path, file_mode: int = PRIVATE, binary: bool = False):  # type: ignore[no-untyped-def]
-    """Open a new (or truncated) file for writing with exactly `file_mode`.
-
-    The mode is set on the open descriptor, so the umask cannot widen or narrow it and there is no
-    moment when the file exists with looser permissions.
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode)
-    try:
-        os.fchmod(fd, file_mode)
-    except OSError:
-        os.close(fd)
-        raise
-    if binary:
-        return os.fdopen(fd, "wb")
-    return os.fdopen(fd, "w", encoding="utf-8", newline="\n")
-
-
-def fsync_close(handle) -> None:  # type: ignore[no-untyped-def]
-    handle.flush()
-    os.fsync(handle.fileno())
-    handle.close()
-
-
-def open_at(path: Path, size: int, file_mode: int = PRIVATE):  # type: ignore[no-untyped-def]
-    """Open an existing file for appending after its first `size` bytes (what a checkpoint recorded).
-
-    Whatever a killed run wrote after the checkpoint is cut off first.
-    """
-    fd = os.open(path, os.O_WRONLY, file_mode)
-    try:
-        if os.fstat(fd).st_size < size:
-            raise OSError(0, f"shorter ({os.fstat(fd).st_size} bytes) than its checkpoint ({size} bytes)")
-        os.ftruncate(fd, size)
-        os.lseek(fd, size, os.SEEK_SET)
-    except OSError:
-        os.close(fd)
-        raise
-    return os.fdopen(fd, "wb")
-
-
-def sync(handle) -> int:  # type: ignore[no-untyped-def]
-    """Flush and fsync an open file; its size in bytes (what a checkpoint records)."""
-    handle.flush()
-    os.fsync(handle.fileno())
-    return handle.tell()
 
 
 class JsonLinesWriter:
@@ -375,15 +315,6 @@ def cast_to(batch: pa.RecordBatch, schema: pa.Schema, as_json: set[str] = frozen
         else:
             columns.append(batch.column(f.name).cast(f.type))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-def fsync_folder(path: Path) -> None:
-    """Make a rename in `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def quarantine_records(batch: pa.RecordBatch) -> list[dict[str, Any]]:
