@@ -8,9 +8,10 @@ up to a few steps so that the CPU kernels see a bounded set of shapes (memory, s
 
 Single-label models (softmax): toxicity = the summed probability of the toxic labels.
 Multi-label models (sigmoid per label): toxicity = the highest toxic label's probability. A model may
-name its toxicity labels itself (`toxicity_labels` in its config, as the bundled one does: `toxic`);
-its other labels that are known categories (records.CATEGORY_NAMES: insult, threat, ...) are then
-categories: reported in `scores`, never raising the toxicity score by themselves. A model folder's
+name its toxicity labels itself (`toxicity_labels` in its config, as the bundled one does: `toxic`,
+`threat` and `identity_attack`); its labels that are known categories (CATEGORY_NAMES: insult,
+threat, ...) are reported in `scores` for the policy and the DSA export, and only those among its
+toxicity labels raise the toxicity score. A model folder's
 `calibration.json` (moderator.calibration) rescales the logits before the sigmoid or softmax.
 
 Posts of more than one sentence are also scored sentence by sentence (sentences.py), in the same
@@ -46,9 +47,9 @@ TOXIC_NAMES = re.compile(
     r"toxic|hate|offensive|obscene|insult|threat|abuse|abusive|harass|profan|severe|identity_attack|sexual_explicit",
     re.IGNORECASE,
 )
-# Category labels a model may carry beside toxicity (the bundled one's; Jigsaw/Detoxify-style names too).
-CATEGORY_NAMES = frozenset({"insult", "threat", "identity_attack", "identity_hate", "obscene", "sexual",
-                            "sexual_explicit"})
+# Category labels a model may carry beside toxicity: records.CATEGORIES (the bundled model's, which the
+# policy and the DSA export read), and Jigsaw/Detoxify-style names, reported as they are.
+CATEGORY_NAMES = frozenset(records.CATEGORIES) | {"identity_hate", "sexual_explicit"}
 SENTENCES_TYPE = pa.list_(pa.struct([pa.field("start", pa.int32()), pa.field("end", pa.int32()),
                                      pa.field("toxicity", pa.float32())]))
 
@@ -80,8 +81,7 @@ class Classifier:
             else model_config.problem_type == "multi_label_classification"
         )
         self.toxic_index = self._toxic_index(config.toxic_labels or tuple(getattr(model_config, "toxicity_labels", ())))
-        toxic = {self.labels[i] for i in self.toxic_index}
-        self.categories = [label for label in self.labels if label in CATEGORY_NAMES and label not in toxic]
+        self.categories = [label for label in self.labels if label in CATEGORY_NAMES]
         self.calibration = Calibration.load(path) if config.calibrate else None
         self._calibration = None
         if self.calibration is not None:

@@ -82,8 +82,8 @@ def test_card_numbers_are_recomputed_not_copied():
 
 def test_the_shipped_model_has_categories_and_a_calibration_applied_on_load(classifier):
     assert classifier.categories == ["insult", "threat", "identity_attack", "obscene", "sexual"]
-    assert [classifier.labels[i] for i in classifier.toxic_index] == ["toxic"]
-    assert classifier.calibration is not None and classifier.calibration.meta["prior"] == 0.1
+    assert [classifier.labels[i] for i in classifier.toxic_index] == ["toxic", "threat", "identity_attack"]
+    assert classifier.calibration is not None and classifier.calibration.meta["prior"] == 0.2
     raw = Classifier(ClassifierConfig(dtype="float32", calibrate=False), RuntimeConfig())
     texts = TOXIC + CLEAN + ["you people are all the same", "I will find you and hurt you"]
     calibrated, uncalibrated = classifier.toxicity(classifier.predict(texts)), raw.toxicity(raw.predict(texts))

@@ -66,11 +66,26 @@ def test_only_the_toxic_sentence_is_rewritten_and_every_other_byte_is_kept(tiny,
     assert "rewritability" not in result.manifest["models"]  # off in tiny_config
 
 
+def test_the_bundled_classifier_removes_a_threat_by_its_category_and_the_dsa_export_says_violence(tmp_path):
+    posts = write_parquet(tmp_path / "posts.parquet", {"id": ["threat", "fine"], "text": [THREAT, "See you on Monday."]})
+    done = _cli("batch", str(posts), "--out", str(tmp_path / "run"), "--no-rewrite")
+    assert done.exit_code == 0, done.output
+    rows = {r["id"]: r for r in read_output(tmp_path / "run").column("moderation").to_pylist()}
+    assert (rows["threat"]["action"], rows["threat"]["reason"]) == ("remove", "category_threat")
+    assert rows["threat"]["scores"]["threat"] >= 0.5 and rows["fine"]["action"] == "allow"
+    report = _cli("report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"), "--dsa-sor", str(tmp_path / "sor.jsonl"))
+    assert report.exit_code == 0, report.output
+    (statement,) = read_lines(tmp_path / "sor.jsonl")
+    assert statement["category"] == "STATEMENT_CATEGORY_VIOLENCE"
+
+
 def test_a_threat_is_removed_as_not_rewritable_and_reported_as_such(tmp_path):
+    """With the category rule off, the rewritability model alone removes the threat."""
     posts = write_parquet(tmp_path / "posts.parquet", {
         "id": ["threat", "insult", "fine"],
         "text": [THREAT, "Your argument is idiotic, the tax cut will not pay for itself.", "See you on Monday."]})
-    done = _cli("batch", str(posts), "--out", str(tmp_path / "run"), "--no-rewrite")
+    (tmp_path / "job.toml").write_text("[policy]\nunrewritable_categories = []\n")
+    done = _cli("batch", str(posts), "--out", str(tmp_path / "run"), "--no-rewrite", "--config", str(tmp_path / "job.toml"))
     assert done.exit_code == 0, done.output
     rows = {r["id"]: r for r in read_output(tmp_path / "run").column("moderation").to_pylist()}
     assert (rows["threat"]["action"], rows["threat"]["reason"]) == ("remove", "not_rewritable")

@@ -23,11 +23,15 @@ def test_the_mix_is_deduplicated_split_like_the_rewriter_and_labelled_per_source
     assert len(keys) == len(set(keys))  # no duplicates left, counterfactual copies included
     summary = classifier_data.summary(examples)
     assert set(summary) == {*classifier_data.SOURCES, "counterfactual"}
+    hate_sets = ("gab", "stormfront", "implicit_hate", "mlma")  # they label hate, not toxicity
     for source, splits in summary.items():
-        if source in ("forum", "counterfactual"):
+        if source in ("forum", "counterfactual", *hate_sets):
             continue  # forum posts are all toxic; counterfactual copies are made of training posts only
         assert splits["dev"]["toxic"] > 30 and splits["dev"]["clean"] > 30, source
     assert "dev" not in summary["counterfactual"] and summary["forum"]["train"]["clean"] == 0
+    for source in hate_sets:  # not-hate is not clean: toxicity unknown; coded hate teaches only the category
+        assert summary[source]["train"]["clean"] == 0 and summary[source]["train"]["unknown"] > 1000, source
+    assert summary["gab"]["train"]["toxic"] > 1000 and summary["implicit_hate"]["train"]["toxic"] == 0
     by_text = {data.normalize(e.text): e for e in examples}
     for pair in data.paradetox_pairs(str(SHARED_DATA))[:2000]:  # the rewriter's split, rewrites follow their sentence
         for neutral in pair.neutral:
@@ -103,7 +107,8 @@ def test_the_trained_folder_loads_in_moderator_and_full_training_changes_the_bas
     trainer.train(str(SHARED_DATA), tmp_path / "lora", method="lora", max_train=32, batch_size=16)
     classifier = Classifier(ClassifierConfig(model=str(tmp_path / "lora")), RuntimeConfig())
     assert classifier.labels == list(classifier_data.LABELS) and classifier.multi_label
-    assert classifier.categories == list(classifier_data.CATEGORIES)  # toxicity reads `toxic` only
+    assert classifier.categories == list(classifier_data.CATEGORIES)
+    assert [classifier.labels[i] for i in classifier.toxic_index] == ["toxic", "threat", "identity_attack"]
     assert classifier.predict(["hello there"]).shape == (1, 6)
     base_weights = load_file(models.resolve_path(trainer.BASE, "base") / "model.safetensors")
     full = trainer.train(str(SHARED_DATA), tmp_path / "full", method="full", max_train=32, batch_size=16).model

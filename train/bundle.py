@@ -40,7 +40,8 @@ def bundle_classifier(src: Path, table: dict, dest: Path = BUNDLED / "classifier
     cascade = json.loads((src / "cascade.json").read_text()) if (src / "cascade.json").exists() else None
     metrics = {"evaluation": table, "cascade": cascade and {k: cascade[k] for k in
                ("threshold", "rewrite_threshold", "margin", "target_flag_loss", "meets_target", "dev")},
-               "robustness": robustness, "bundled": time.strftime("%Y-%m-%d")}
+               "robustness": robustness and {k: v for k, v in robustness.items() if k not in ("scores", "examples")},
+               "bundled": time.strftime("%Y-%m-%d")}
     (dest / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (dest / "README.md").write_text(_classifier_card_from(dest))
     return dest
@@ -64,8 +65,9 @@ def _classifier_card_from(folder: Path) -> str:
         return json.loads((folder / name).read_text()) if (folder / name).exists() else None
 
     metrics = stored("metrics.json") or {}
+    toxicity_labels = (stored("config.json") or {}).get("toxicity_labels", ["toxic"])
     return classifier_card.render(stored("train_stats.json") or {}, metrics["evaluation"], stored("calibration.json"),
-                                  stored("cascade.json"), metrics.get("robustness"), _size_mb(folder))
+                                  stored("cascade.json"), metrics.get("robustness"), _size_mb(folder), toxicity_labels)
 
 
 def _rewriter_card_from(folder: Path) -> str:

@@ -1,11 +1,15 @@
 """Fit a classifier's calibration on held-out data at a realistic prior, and say how well it holds.
 
-    python -m train calibrate runs/classifier-lora --prior 0.1
+    python -m train calibrate runs/classifier-lora --prior 0.2
 
 The dev split of the training mix (train/classifier_data.py; the robustness templates and the
-counterfactual copies left out: they are not a site's posts) is scored with the classifier's raw
+counterfactual copies left out: they are not a site's posts; so are texts whose toxicity is unknown) is scored with the classifier's raw
 probabilities, through moderator's own `Classifier`. Every example is weighted so that toxic posts
-make up `prior` of the weight (real forum dumps hold 5-10% toxic posts; the dev mix about 45%), and one
+make up `prior` of the weight (real forum dumps hold 5-20% toxic posts; the dev mix about 45%). The
+default, 0.2, makes the product's default flag decision (toxicity >= 0.5, "more likely toxic than not
+on a forum where one post in five is") the dev operating point nearest the targets FPR <= 3% with
+recall >= 85%: calibrated at 0.1, the decision 0.5 caught 0.77 of the toxic dev posts at FPR 0.018,
+and 0.3 caught 0.84 at FPR 0.032 (the model card has the table of operating points). One
 Platt scaling per label is fitted with those weights (moderator.calibration): the toxicity label on
 every dev example, each category on the examples whose source knows it. Written into the folder:
 calibration.json (the scalings, the prior, expected calibration error before and after, overall and
@@ -25,7 +29,7 @@ from train import classifier_data
 
 log = logging.getLogger(__name__)
 
-PRIOR = 0.1
+PRIOR = 0.2
 EXCLUDED_SOURCES = ("robustness", "counterfactual")
 EPS = 1e-6
 
@@ -70,16 +74,20 @@ def calibrate(model_dir: Path, data_dir: str, prior: float = PRIOR,
     dev = dev_examples(data_dir, examples)
     texts = [e.text for e in dev]
     probs, labels, toxicity_labels = raw_scores(str(model_dir), texts)
-    if len(toxicity_labels) != 1:
-        raise SystemExit(f"{model_dir}: calibration needs one toxicity label, the model has {toxicity_labels}")
+    if "toxic" not in labels:
+        raise SystemExit(f"{model_dir}: calibration needs a `toxic` label, the model has {labels}")
     known = np.array([e.labels for e in dev])  # columns in classifier_data.LABELS order
     sources = np.array([e.source for e in dev])
     toxic = known[:, 0] == 1
-    weights = prior_weights(toxic, prior)
+    has_toxicity = known[:, 0] >= 0  # not a hate set's not-hate post
+    # The toxicity label: weighted among texts whose toxicity is known. Categories: every text whose
+    # source knows the category, a text of unknown toxicity weighted as a clean one.
+    toxicity_weights = np.zeros(len(dev))
+    toxicity_weights[has_toxicity] = prior_weights(toxic[has_toxicity], prior)
+    category_weights = prior_weights(toxic, prior)
     scale, bias, metrics = {}, {}, {}
     for label in labels:
-        column = 0 if label in toxicity_labels else (
-            classifier_data.LABELS.index(label) if label in classifier_data.LABELS else None)
+        column = classifier_data.LABELS.index(label) if label in classifier_data.LABELS else None
         if column is None:
             continue
         mask = known[:, column] >= 0
@@ -87,7 +95,8 @@ def calibrate(model_dir: Path, data_dir: str, prior: float = PRIOR,
         if y.min() == y.max() or y.sum() < 20:
             log.info("label %s: %d positives among %d known, not calibrated", label, int(y.sum()), len(y))
             continue
-        z, w = logit(probs[mask, labels.index(label)]), weights[mask]
+        z = logit(probs[mask, labels.index(label)])
+        w = (toxicity_weights if column == 0 else category_weights)[mask]
         scale[label], bias[label] = fit_platt(z, y, w)
         after = sigmoid(scale[label] * z + bias[label])
         metrics[label] = {
@@ -98,17 +107,20 @@ def calibrate(model_dir: Path, data_dir: str, prior: float = PRIOR,
         }
         log.info("label %s: scale %.3f bias %.3f, ECE %.4f -> %.4f at prior %.2f", label, scale[label], bias[label],
                  metrics[label]["ece_raw"], metrics[label]["ece"], prior)
-    name = toxicity_labels[0]
-    z = logit(probs[:, labels.index(name)])
-    calibrated = sigmoid(scale[name] * z + bias[name])
+    columns = [labels.index(t) for t in toxicity_labels]  # the product's toxicity: the highest of these
+    raw_toxicity = probs[:, columns].max(axis=1)
+    calibrated = np.stack([sigmoid(scale[labels[c]] * logit(probs[:, c]) + bias[labels[c]]) if labels[c] in scale
+                           else probs[:, c] for c in columns], axis=1).max(axis=1)
     per_source = {}
     for source in sorted(set(sources)):
-        inside = sources == source
+        inside = (sources == source) & has_toxicity
         if toxic[inside].all() or not toxic[inside].any():
             continue  # one class only (forum posts are all toxic): no calibration error at a prior
         w = prior_weights(toxic[inside], prior)
+        if not inside.any():
+            continue
         per_source[source] = {"n": int(inside.sum()),
-                              "ece_raw": round(expected_calibration_error(sigmoid(z[inside]), toxic[inside], w), 4),
+                              "ece_raw": round(expected_calibration_error(raw_toxicity[inside], toxic[inside], w), 4),
                               "ece": round(expected_calibration_error(calibrated[inside], toxic[inside], w), 4)}
     calibration = Calibration(scale, bias, {
         "method": "platt",

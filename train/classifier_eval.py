@@ -74,16 +74,20 @@ def evaluate(named_models: dict[str, str], data_dir: str, split: str = "dev",
 
     examples = examples if examples is not None else classifier_data.examples(data_dir, counterfactuals=0)
     examples = [e for e in examples if e.split == split and e.source not in EXCLUDED_SOURCES]
-    texts = [e.text for e in examples]
-    known = np.array([e.labels for e in examples])
-    labels = known[:, 0] == 1
+    category_examples = examples
+    examples = [e for e in examples if e.toxic >= 0]  # toxicity known (not a hate set's not-hate post)
+    texts = [e.text for e in category_examples]
+    known = np.array([e.labels for e in category_examples])
+    has_toxicity = known[:, 0] >= 0
+    labels = known[has_toxicity, 0] == 1
     sources = np.array([e.source for e in examples])
     systems: dict[str, np.ndarray] = {}
     categories: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     for name, model in named_models.items():
         start = time.perf_counter()
-        systems[name], category_scores = model_scores(model, texts)
+        toxicity, category_scores = model_scores(model, texts)
+        systems[name] = toxicity[has_toxicity]
         seconds[name] = round(time.perf_counter() - start, 1)
         log.info("scored %d texts with %s in %.1f s", len(texts), name, seconds[name])
         categories[name] = {}
@@ -95,7 +99,7 @@ def evaluate(named_models: dict[str, str], data_dir: str, split: str = "dev",
                 categories[name][category] = {"roc_auc": round(float(roc_auc_score(y, scores[mask])), 4),
                                               "n": int(mask.sum()), "positives": int(y.sum())}
     start = time.perf_counter()
-    systems[BASELINE] = profanity_check_scores(texts)
+    systems[BASELINE] = profanity_check_scores([e.text for e in examples])
     seconds[BASELINE] = round(time.perf_counter() - start, 1)
     table: dict = {"split": split, "threshold": THRESHOLD, "prior": PRIOR, "seconds": seconds, "sources": {},
                    "categories": categories,
@@ -103,7 +107,27 @@ def evaluate(named_models: dict[str, str], data_dir: str, split: str = "dev",
     for source in [*sorted(set(sources)), "all"]:
         mask = np.ones(len(labels), bool) if source == "all" else sources == source
         table["sources"][source] = {name: metrics(labels[mask], scores[mask]) for name, scores in systems.items()}
+    table["operating_points"] = {name: operating_points(labels, sources, scores) for name, scores in systems.items()}
     return table
+
+
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def operating_points(labels: np.ndarray, sources: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """Per flag threshold: FPR and recall over all dev texts, and the worst source's FPR and recall
+    (what choosing the default threshold trades)."""
+    rows = []
+    names = sorted(set(sources))
+    for t in THRESHOLDS:
+        flagged = scores >= t
+        fpr = {s: float(flagged[(sources == s) & ~labels].mean()) for s in names if ((sources == s) & ~labels).any()}
+        recall = {s: float(flagged[(sources == s) & labels].mean()) for s in names if ((sources == s) & labels).any()}
+        rows.append({"threshold": t, "fpr": round(float(flagged[~labels].mean()), 4),
+                     "recall": round(float(flagged[labels].mean()), 4),
+                     "worst_fpr": round(max(fpr.values()), 4), "worst_fpr_source": max(fpr, key=fpr.get),
+                     "worst_recall": round(min(recall.values()), 4), "worst_recall_source": min(recall, key=recall.get)})
+    return rows
 
 
 def rename(table: dict, old: str, new: str) -> dict:
@@ -129,6 +153,9 @@ def format_table(table: dict) -> str:
     for source, row in table["sources"].items():
         n = next(iter(row.values()))["n"]
         lines.append(f"{source:<14} {n:>6}  " + "  ".join(_cell(row[name]).rjust(32) for name in names))
+    for name, points in table.get("operating_points", {}).items():
+        lines.append(f"operating points ({name}): " + ", ".join(
+            f"{p['threshold']:.1f}: FPR {p['fpr']:.3f} recall {p['recall']:.3f}" for p in points))
     for name, per_category in table["categories"].items():
         if per_category:
             lines.append(f"categories ({name}), ROC-AUC: " + ", ".join(
