@@ -39,7 +39,7 @@ def test_training_writes_weights_and_honest_metrics(cascaded):
     folder, meta = cascaded
     assert Prefilter.present(folder)
     stored = json.loads((folder / "cascade.json").read_text())
-    assert stored["threshold"] == meta["threshold"] and set(stored["dev"]) == {"jigsaw", "davidson", "paradetox", "all"}
+    assert stored["threshold"] == meta["threshold"] and {"jigsaw", "davidson", "paradetox", "olid", "all"} <= set(stored["dev"])
     for row in stored["dev"].values():
         assert 0 <= row["cleared_share"] <= 1 and row["flags_lost"] <= row["transformer_flags"]
         assert row["flag_loss"] == pytest.approx(row["flags_lost"] / max(1, row["transformer_flags"]), abs=1e-4)
