@@ -116,7 +116,7 @@ def test_a_threat_is_removed_as_not_rewritable_and_reported_as_such(tmp_path):
 def test_an_unsure_not_rewritable_post_goes_to_review(tmp_path):
     posts = write_parquet(tmp_path / "posts.parquet", {"id": ["threat"], "text": [THREAT]})
     config = tmp_path / "job.toml"
-    config.write_text("[policy]\nsure_toxicity = 1.0\n")
+    config.write_text("[policy]\nsure_toxicity = 1.0\nunrewritable_categories = []\n")  # the rewritability path
     done = _cli("batch", str(posts), "--out", str(tmp_path / "run"), "--no-rewrite", "--config", str(config))
     assert done.exit_code == 0, done.output
     (row,) = read_output(tmp_path / "run").column("moderation").to_pylist()
