@@ -117,8 +117,6 @@ def calibrate(model_dir: Path, data_dir: str, prior: float = PRIOR,
         if toxic[inside].all() or not toxic[inside].any():
             continue  # one class only (forum posts are all toxic): no calibration error at a prior
         w = prior_weights(toxic[inside], prior)
-        if not inside.any():
-            continue
         per_source[source] = {"n": int(inside.sum()),
                               "ece_raw": round(expected_calibration_error(raw_toxicity[inside], toxic[inside], w), 4),
                               "ece": round(expected_calibration_error(calibrated[inside], toxic[inside], w), 4)}
