@@ -8,6 +8,7 @@ DSA export is checked field by field against the audit lines.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -148,11 +149,14 @@ def test_html_report_seen_in_headless_chromium(nights, tmp_path):
     from selenium.webdriver.common.by import By
 
     out = tmp_path / "report.html"
-    assert invoke(*map(str, nights), "--out", str(out), "--title", "November nights").exit_code == 0
+    # Every decision in the QA sample (200 per stratum), so the stored XSS post is in it whatever the
+    # tiny models' scores on this machine put it in.
+    assert invoke(*map(str, nights), "--out", str(out), "--title", "November nights",
+                  "--qa-per-stratum", "200").exit_code == 0
     html = out.read_text()
     assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html)  # nothing fetched from anywhere
     assert "<script" not in html and "&lt;script&gt;" in html  # the stored post text is escaped
-    summary = report.summarize(nights, JobConfig().report)
+    summary = report.summarize(nights, dataclasses.replace(JobConfig().report, qa_per_stratum=200))
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
@@ -210,7 +214,7 @@ def test_tampered_audit_log_is_reported_and_exits_6(nights, tmp_path):
 
 def test_markdown_summary(nights, tmp_path):
     out = tmp_path / "r.md"
-    assert invoke(*map(str, nights), "--markdown", str(out)).exit_code == 0
+    assert invoke(*map(str, nights), "--markdown", str(out), "--qa-per-stratum", "200").exit_code == 0
     text = out.read_text()
     summary = report.summarize(nights, JobConfig().report)
     assert text.startswith("# Content moderation report")
