@@ -6,17 +6,17 @@ sees single letters, digits or foreign letters, not the word. `normalize` undoes
 the spelling is unmistakable, and changes nothing else (the classifier scores the normalised text; the
 post itself, its rewrite and every output keep the original):
 
-- look-alike letters: in a word that mixes Latin letters with letters of another script, each
-  non-Latin letter that Unicode's confusables table (the `confusable_homoglyphs` package) lists as a
-  look-alike of a Latin letter becomes that letter. A word written wholly in Cyrillic or Greek (real
+- look-alike letters: in a word that mixes ASCII letters with others, each other letter that Unicode's
+  confusables table (the `confusable_homoglyphs` package) lists as a look-alike of an ASCII letter
+  becomes that letter (Cyrillic "о", Armenian "ո", Latin script "ɡ"). A word written wholly in Cyrillic or Greek (real
   Russian or Greek) is left alone.
 - spaced-out letters: three or more single letters joined by one and the same separator (a space, a
   dot, a hyphen, an underscore or an asterisk) are joined ("f u c k" -> "fuck", "s.t.u.p.i.d" ->
   "stupid"). Abbreviations with dots ("U.S.A.") come out as "USA", which reads the same.
 - leetspeak: in a word of letters with digits or symbols standing for letters before a letter
   ("1d10t", "5tup!d", "b!tch", "@ss"), those become the letters (1 i, 3 e, 4 a, 0 o, 5 s, 7 t, 9 g,
-  8 b, @ a, $ s, ! i). A word must hold at least two letters; a trailing run of digits or symbols
-  ("covid19", "mp3", "wow!"), numbers with units or ordinals ("4th", "10am") and e-mail addresses and
+  8 b, @ a, $ s, ! i), and in such a word its last letters too ("v1l3" -> "vile"). A word must hold
+  at least two letters; otherwise a trailing run of digits or symbols ("covid19", "mp3", "wow!"), numbers with units or ordinals ("4th", "10am") and e-mail addresses and
   domain names are left alone.
 """
 
@@ -52,13 +52,15 @@ def _join_spaced(match: re.Match[str]) -> str:
 
 
 def _unleet(match: re.Match[str]) -> str:
-    """Leet characters followed by a letter in the token become letters; a trailing run of digits or
-    symbols stays ("covid19", "mp3", "wow!")."""
+    """Leet characters followed by a letter in the token become letters, and then up to two digits
+    after its last letter; otherwise a trailing run of digits or symbols stays ("covid19", "mp3")."""
     token = match.group(0)
     last_letter = max(i for i, c in enumerate(token) if c.isalpha())
     head, tail = token[:last_letter], token[last_letter:]
     if sum(c.isalpha() for c in token) < 2 or _UNIT.match(token) or not any(c in LEET for c in head):
         return token
+    if len(tail) <= 3:  # a word already in leet ("v1l3", "h0m0"): its last digits too, not "!" ("h3ll0!")
+        tail = tail[0] + "".join(LEET.get(c, c) if c.isdigit() else c for c in tail[1:])
     return "".join(LEET.get(c, c) for c in head) + tail
 
 
@@ -66,13 +68,12 @@ def _unleet(match: re.Match[str]) -> str:
 def _latin_lookalike(char: str) -> str | None:
     from confusable_homoglyphs import confusables
 
-    found = confusables.is_confusable(char, preferred_aliases=["latin"], greedy=False)
-    if not found:
-        return None
-    for glyph in found[0]["homoglyphs"]:
-        candidate = glyph["c"]
-        if len(candidate) == 1 and candidate.isascii() and candidate.isalpha():
-            return candidate
+    # Every script, Latin included: "ɡ" (Latin script g) and "ı" (dotless i) read as g and i too.
+    for found in confusables.is_confusable(char, greedy=True) or []:
+        for glyph in found["homoglyphs"]:
+            candidate = glyph["c"]
+            if len(candidate) == 1 and candidate.isascii() and candidate.isalpha():
+                return candidate
     return None
 
 

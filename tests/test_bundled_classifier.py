@@ -118,7 +118,7 @@ BF16_TOLERANCE = 0.03  # stated in the README: bfloat16 scores within this of fl
 def test_bfloat16_scores_stay_within_the_stated_tolerance_of_float32(classifier):
     from train import classifier_data
 
-    texts = [e.text for e in classifier_data.examples(str(SHARED_DATA), counterfactuals=0) if e.split == "dev"][::40]
+    texts = [e.text for e in classifier_data.examples(str(SHARED_DATA), augment=False) if e.split == "dev"][::40]
     fp32 = classifier.toxicity(classifier.predict(texts))
     bf16 = Classifier(ClassifierConfig(dtype="bfloat16"), RuntimeConfig())
     low = bf16.toxicity(bf16.predict(texts))

@@ -19,6 +19,8 @@ from moderator.deobfuscate import classifier_input
     ("\u0456d\u0456\u043et", "idiot"),  # Cyrillic i and o inside a Latin word
     ("\u0405tup\u0456d m\u043er\u043en", "Stupid moron"),
     ("\uff49\uff44\uff49\uff4f\uff54", "idiot"),  # full-width: NFKC
+    ("they are v1l3", "they are vile"), ("h3ll0!", "hello!"),  # a leet word's last letters too
+    ("I will \u0455tra\u0578\u0261le you", "I will strangle you"),  # Cyrillic s, Armenian n, Latin script g
 ])
 def test_obfuscated_words_read_as_plain_words(written, read):
     assert classifier_input(written) == read
@@ -27,7 +29,7 @@ def test_obfuscated_words_read_as_plain_words(written, read):
 @pytest.mark.parametrize("text", [
     "I was born on the 4th at 10am; mp3 files cost $5.", "covid19 in 2020", "R2D2 and B4 you go", "Hello!!! world!",
     "e-mail me at x@y.com or www.g00gle.com", "Привет мир, καλημέρα", "I am a Muslim.", "Web3 and x86 and 3D printers",
-    "A normal sentence, with commas - and dashes.",
+    "A normal sentence, with commas - and dashes.", "Café déjà vu, naïve façade", "Straße und Übermaß",
 ])
 def test_ordinary_text_is_left_alone(text):
     assert classifier_input(text) == text

@@ -35,7 +35,7 @@ EPS = 1e-6
 
 
 def dev_examples(data_dir: str, examples: list[classifier_data.Example] | None = None) -> list[classifier_data.Example]:
-    examples = examples if examples is not None else classifier_data.examples(data_dir, counterfactuals=0)
+    examples = examples if examples is not None else classifier_data.examples(data_dir, augment=False)
     return [e for e in examples if e.split == "dev" and e.source not in EXCLUDED_SOURCES]
 
 

@@ -55,7 +55,7 @@ def train(data_dir: str, classifier_dir: Path, seed: int = 0, max_train: int | N
     from sklearn.linear_model import LogisticRegression
 
     start = time.perf_counter()
-    examples = [e for e in classifier_data.examples(data_dir, counterfactuals=0) if e.toxic >= 0]
+    examples = [e for e in classifier_data.examples(data_dir, augment=False) if e.toxic >= 0]
     train_set = [e for e in examples if e.split == "train"]
     if max_train is not None and max_train < len(train_set):
         train_set = random.Random(seed).sample(train_set, max_train)

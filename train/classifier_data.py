@@ -24,6 +24,8 @@ clean in every category.
                                                        sentences (all toxic)
     robustness      the project's own templates        see train/robustness.py        identity_attack, threat, insult
     counterfactual  clean posts of the above naming a group, the group swapped (label unchanged)
+    obfuscated      toxic posts of the above, abusive words spelled to dodge a filter; clean posts, one
+                    word so spelled (label unchanged)
 
 * The hate-speech sets label hate, not toxicity: a post they call clean may still be rude or insulting
 (a first model trained with those as clean learned that "imbeciles", "buffoon" and "scum" are fine, and
@@ -34,7 +36,7 @@ and MLMA teach only the categories; explicit hate (Gab, Stormfront) stays toxic.
 Splits come from `data.split_of` (the hash of a text's normalised form; a forum sentence follows its
 post), so the same text is in the same split in every source and in the rewriter's data. Texts are
 deduplicated across sources on their normalised form; a text with contradictory toxicity labels is
-dropped, category labels of duplicates are merged (a known value wins over unknown, 1 over 0).
+dropped; a category label of duplicates is the known one, or unknown where the sources disagree.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ CATEGORIES = LABELS[1:]
 UNKNOWN = -1
 IDENTITY_TYPES = ("ableist", "homophobic", "racist", "sexist", "transphobic")
 COUNTERFACTUALS_PER_SOURCE = 3000  # clean posts naming a group, each swapped once
+OBFUSCATED_PER_SOURCE = (800, 300)  # toxic posts with their abusive words obfuscated; clean posts, one word
+OBFUSCATED_SOURCES = ("jigsaw", "davidson", "olid", "gab", "forum", "paradetox")
 
 
 @dataclass(frozen=True)
@@ -223,14 +227,15 @@ SOURCES = {
 
 
 def examples(root: str | Path, dev_share: float = data.DEV_SHARE, sources: tuple[str, ...] | None = None,
-             counterfactuals: int = COUNTERFACTUALS_PER_SOURCE, seed: int = 0) -> list[Example]:
-    """The whole mix, deduplicated, with counterfactual copies of training posts that name a group
-    (a new list; the mix is built once per process and set of arguments: it takes a minute)."""
-    return list(_examples(str(root), dev_share, tuple(sources or SOURCES), counterfactuals, seed))
+             augment: bool = True, seed: int = 0) -> list[Example]:
+    """The whole mix, deduplicated; with `augment`, counterfactual copies of training posts that name a
+    group and obfuscated copies of training posts (a new list; the mix is built once per process and
+    set of arguments: it takes a minute)."""
+    return list(_examples(str(root), dev_share, tuple(sources or SOURCES), augment, seed))
 
 
 @functools.lru_cache(maxsize=4)
-def _examples(root: str | Path, dev_share: float, sources: tuple[str, ...], counterfactuals: int,
+def _examples(root: str | Path, dev_share: float, sources: tuple[str, ...], augment: bool,
               seed: int) -> tuple[Example, ...]:
     root = Path(root)
     template_split = {c.template: c.split for c in robustness.generate()}
@@ -243,7 +248,9 @@ def _examples(root: str | Path, dev_share: float, sources: tuple[str, ...], coun
             count += 1
         log.info("source %s: %d rows", name, count)
     merged = _dedup(raw)
-    merged += _counterfactuals(merged, counterfactuals, seed)
+    if augment:  # training copies only: the dev split is the same either way
+        merged += _counterfactuals(merged, COUNTERFACTUALS_PER_SOURCE, seed)
+        merged += _obfuscated(merged, OBFUSCATED_PER_SOURCE, seed)
     return tuple(merged)
 
 
@@ -255,14 +262,12 @@ def _dedup(raw: list[tuple[str, tuple[int, ...], str, str]]) -> list[Example]:
             groups[norm].append(i)
     out, dropped = [], Counter()
     for norm, members in groups.items():
-        toxic = {raw[i][1][0] for i in members} - {UNKNOWN}
-        if len(toxic) > 1:
+        known = [{raw[i][1][k] for i in members} - {UNKNOWN} for k in range(len(LABELS))]
+        if len(known[0]) > 1:  # toxic in one source, clean in another
             dropped["contradictory"] += len(members)
             continue
-        labels = list(raw[members[0]][1])
-        for i in members[1:]:
-            for k, value in enumerate(raw[i][1]):
-                labels[k] = max(labels[k], value)  # 1 over 0 over unknown
+        labels = [next(iter(values)) if len(values) == 1 else UNKNOWN for values in known]
+        dropped["category_conflict (label unknown)"] += any(len(values) > 1 for values in known)
         dropped["duplicate"] += len(members) - 1
         text, _, source, _ = raw[members[0]]
         split = "dev" if any(raw[i][3] == "dev" for i in members) else "train"
@@ -298,6 +303,41 @@ def _counterfactuals(examples: list[Example], per_source: int, seed: int) -> lis
                 out.append(replace(e, text=swapped, source="counterfactual"))
                 added += 1
     log.info("counterfactual examples: %d", len(out))
+    return out
+
+
+def _obfuscated(examples: list[Example], per_source: tuple[int, int], seed: int) -> list[Example]:
+    """Real training posts spelled to dodge a filter (spaced letters, leetspeak, look-alike letters, dealt
+    out in turn), labels unchanged: toxic posts with their abusive words (robustness.TOXIC_WORDS)
+    obfuscated, so the model learns what the de-obfuscation leaves behind; and clean posts with one
+    longer word obfuscated, so that odd spelling alone is not a sign of toxicity. Up to `per_source`
+    (toxic, clean) from each of OBFUSCATED_SOURCES, training split only."""
+    rng = random.Random(seed + 1)
+    seen = {data.normalize(e.text) for e in examples}
+    out: list[Example] = []
+    for source in OBFUSCATED_SOURCES:
+        items = [e for e in examples if e.source == source and e.split == "train" and e.toxic in (0, 1)]
+        rng.shuffle(items)
+        added = {0: 0, 1: 0}
+        for e in items:
+            quota = per_source[0] if e.toxic else per_source[1]
+            if added[e.toxic] >= quota:
+                continue
+            if e.toxic:
+                words = robustness.toxic_words(e.text)
+            else:
+                long = [w for w in e.text.split() if len(w) >= 4 and w.isalpha()]
+                words = [rng.choice(long)] if long else []
+            if not words:
+                continue
+            how = robustness.OBFUSCATIONS[(added[0] + added[1]) % len(robustness.OBFUSCATIONS)]
+            text = robustness.obfuscate(e.text, how, seed=rng.randrange(1 << 30), words=words)
+            norm = data.normalize(text)
+            if text != e.text and norm not in seen:
+                seen.add(norm)
+                out.append(replace(e, text=text, source="obfuscated"))
+                added[e.toxic] += 1
+    log.info("obfuscated examples: %d", len(out))
     return out
 
 
@@ -341,6 +381,9 @@ SOURCE_NOTES = {
     "robustness": ("the project's own templates (train split): neutral, positive, negated and counter-speech "
                    "statements about groups (clean), attacks, threats, insults and their obfuscations.",
                    "templated English; the dev templates are held out for the robustness table"),
+    "obfuscated": ("real training posts spelled to dodge a filter: toxic ones with their abusive words spaced, "
+                   "in leetspeak or in look-alike letters; clean ones with one word so spelled.",
+                   "only the abusive words the robustness suite lists; machine-made spellings"),
     "counterfactual": ("training posts that name a group, the group swapped for another (label unchanged).",
                        "swaps only the groups train/robustness.py knows"),
 }

@@ -72,7 +72,7 @@ def evaluate(named_models: dict[str, str], data_dir: str, split: str = "dev",
     """{"sources": {source: {system: metrics}}, "categories": {system: {category: roc_auc}}, ...}."""
     from sklearn.metrics import roc_auc_score
 
-    examples = examples if examples is not None else classifier_data.examples(data_dir, counterfactuals=0)
+    examples = examples if examples is not None else classifier_data.examples(data_dir, augment=False)
     category_examples = examples = [e for e in examples if e.split == split and e.source not in EXCLUDED_SOURCES]
     examples = [e for e in examples if e.toxic >= 0]  # toxicity known (not a hate set's not-hate post)
     texts = [e.text for e in category_examples]
