@@ -78,6 +78,9 @@ def test_card_numbers_are_recomputed_not_copied():
     assert fresh["sources"]["all"]["shipped"]["roc_auc"] > fresh["sources"]["all"]["alt-profanity-check"]["roc_auc"]
     for category, row in fresh["categories"]["shipped"].items():
         assert row["roc_auc"] == pytest.approx(metrics["categories"][shipped][category]["roc_auc"], abs=2e-3)
+    for card_point, point in zip(metrics["operating_points"][shipped], fresh["operating_points"]["shipped"], strict=True):
+        assert card_point["threshold"] == point["threshold"]
+        assert card_point["fpr"] == pytest.approx(point["fpr"], abs=5e-3) and card_point["recall"] == pytest.approx(point["recall"], abs=5e-3)
 
 
 def test_the_shipped_model_has_categories_and_a_calibration_applied_on_load(classifier):

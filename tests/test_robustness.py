@@ -52,7 +52,7 @@ def test_every_kind_is_present_with_its_label_and_category(cases):
     kinds = Counter(c.kind for c in cases)
     assert set(kinds) == set(suite.KINDS)
     assert all(n >= 80 for n in kinds.values()), kinds
-    assert 300 <= len(cases) <= 3000
+    assert 300 <= len(cases) <= 5000
     assert len({c.text for c in cases}) == len(cases)  # no duplicates
     for kind in suite.BENIGN_KINDS:
         assert all(c.expected is False and c.category is None for c in cases if c.kind == kind)
@@ -78,7 +78,7 @@ def test_every_group_and_axis_is_covered_evenly(cases):
     names = {g.name for g in suite.GROUPS}
     assert {g.axis for g in suite.GROUPS} == set(suite.AXES)
     assert all(sum(g.axis == axis for g in suite.GROUPS) >= 3 for axis in suite.AXES)
-    for kind in suite.BENIGN_KINDS + ("explicit_hate", "threat"):
+    for kind in suite.GROUP_KINDS:
         assert {c.group for c in cases if c.kind == kind and c.group} == names, kind
     per_group = Counter(c.group for c in cases if c.group and c.kind in suite.BENIGN_KINDS)
     assert min(per_group.values()) >= 0.85 * max(per_group.values()), per_group

@@ -130,12 +130,14 @@ def operating_points(labels: np.ndarray, sources: np.ndarray, scores: np.ndarray
 
 
 def rename(table: dict, old: str, new: str) -> dict:
-    """The table with system `old` called `new` (in every source, the categories and the timings)."""
+    """The table with system `old` called `new` (in every source, the categories, the timings and the
+    operating points)."""
     def swap(mapping: dict) -> dict:
         return {new if k == old else k: v for k, v in mapping.items()}
 
     return {**table, "sources": {s: swap(row) for s, row in table["sources"].items()},
-            "categories": swap(table.get("categories", {})), "seconds": swap(table.get("seconds", {}))}
+            "categories": swap(table.get("categories", {})), "seconds": swap(table.get("seconds", {})),
+            "operating_points": swap(table.get("operating_points", {}))}
 
 
 def _cell(m: dict) -> str:

@@ -25,8 +25,9 @@ Case kinds (`Case.expected` is the right answer: True = toxic):
 | positive_identity | False | something kind about a group ("I love women.") |
 | negated_hate | False | a prejudice denied ("I don't hate gay people.", "Immigrants are not criminals.") |
 | counter_speech | False | abuse quoted or reported in order to condemn it ('Calling someone a "retard" is not okay.') |
+| violent_idiom | False | a violent word in a harmless idiom ("This traffic is killing me.", "I'll shoot you an email.") |
 | explicit_hate | True | an attack on a group (category identity_attack) |
-| threat | True | a threat of violence against a person or a group (category threat) |
+| threat | True | a threat of violence against a person or a group (category threat); written ones and ones composed of an opening, a verb phrase and a condition ("I swear I'll break your legs tonight.") |
 | insult | True | a personal insult (category insult) |
 | obfuscated_spacing, _leet, _homoglyph | True | an explicit_hate, threat or insult case, abusive words obfuscated |
 
@@ -50,7 +51,8 @@ import string
 import unicodedata
 from dataclasses import dataclass
 
-BENIGN_KINDS = ("neutral_identity", "positive_identity", "negated_hate", "counter_speech")
+BENIGN_KINDS = ("neutral_identity", "positive_identity", "negated_hate", "counter_speech", "violent_idiom")
+GROUP_KINDS = ("neutral_identity", "positive_identity", "negated_hate", "counter_speech", "explicit_hate", "threat")
 TOXIC_KINDS = ("explicit_hate", "threat", "insult")
 OBFUSCATIONS = ("spacing", "leet", "homoglyph")
 OBFUSCATED_KINDS = tuple(f"obfuscated_{how}" for how in OBFUSCATIONS)
@@ -168,6 +170,16 @@ NEGATED = (
     "{Plural} are not inferior to anyone.",
     "There is no reason to be afraid of {plural}.",
     "i dont think {plural_l} are disgusting at all",
+    # added 2026-11-29
+    "It is not true that {plural} are violent.",
+    "I don't think {plural} are worse than anyone else.",
+    "Nobody should call {plural} lazy.",
+    "{Plural} are not a threat to this country.",
+    "I refuse to believe that {plural} are evil.",
+    "Claiming that {plural} are dirty is just wrong.",
+    "i dont hate {plural_l}, never have",
+    "{Plural} are not stupid, and they never were.",
+    "I don't want {plural} to leave; they belong here.",
 )
 COUNTER_GROUP = (
     'Someone wrote "{Plural} go home" on the wall of our school, and we painted over it the same day.',
@@ -216,6 +228,9 @@ THREAT_PERSONAL = (
     "Meet me outside and I'll smash your face in.",
     "One more word and I will strangle you.",
     "i know where you live and im going to kill you",
+)
+# Added after the first model (2026-11-29): indexed after THREAT_GROUP, so the first templates keep their split.
+THREAT_PERSONAL_MORE = (
     "I am going to kill you.",
     "You will not live to see next week.",
     "Post my name again and I will hunt you down.",
@@ -248,6 +263,46 @@ THREAT_GROUP = (
     "I will shoot every one of the {plural} in this town.",
     "{Plural} need to be exterminated.",
 )
+THREAT_GROUP_MORE = (
+    "All {plural} should be shot.",
+    "Somebody should round up the {plural} and shoot them.",
+    "{Plural} deserve to be hanged.",
+    "If any {plural} move into this street, we will burn them out.",
+    "Time to get the guns out and deal with the {plural}.",
+    "{Plural} should be wiped off the face of the earth.",
+)
+# Threats composed of who speaks, what they will do and when: every verb phrase with a few seeded
+# (opening, condition) pairs. The split goes by verb phrase: the dev phrases are never trained on.
+THREAT_OPENINGS = ("I will", "I'm going to", "I swear I'll", "We are going to", "Someone should", "I'll",
+                   "i will", "im gonna", "Just wait, I'm going to", "I promise I will")
+THREAT_VERBS = (
+    "kill you", "shoot you", "stab you", "break your legs", "beat you to a pulp", "burn your house down",
+    "hunt you down and hurt you", "slit your throat", "put you in the ground", "cut you open", "strangle you",
+    "smash your skull in", "run you over with my car", "blow your head off", "hurt your family",
+    "put a bullet in you", "beat you half to death", "make you disappear for good", "snap your neck",
+    "bash your face in", "set you on fire", "break your jaw", "rip your head off", "make you bleed",
+)
+THREAT_CONDITIONS = ("", " if you come near me again", " the next time I see you", " tonight", " when I find you",
+                     " if you post that again", " and nobody will ever find you", " before the week is out")
+THREATS_PER_VERB = 10
+# Violent words in harmless idioms: not a threat, not toxic.
+VIOLENT_IDIOMS = (
+    "I'm going to kill it at the presentation tomorrow.", "This traffic is killing me.",
+    "I'll shoot you an email tomorrow morning.", "We are going to beat them in the final.",
+    "I could murder a pizza right now.", "She absolutely destroyed the competition.",
+    "I'll hunt down that bug tonight.", "We smashed our sales target this quarter.",
+    "That joke killed me, I couldn't stop laughing.", "You slayed that performance last night!",
+    "My feet are killing me after that hike.", "He's going to crush the exam, he studied for weeks.",
+    "I will fight for your right to say that.", "Let's shoot for Friday instead.",
+    "I'm dying to see the new season.", "The comedian bombed on stage.", "Break a leg tonight!",
+    "I'll take a stab at fixing the printer.", "The new update totally killed my battery.",
+    "Our team got slaughtered 5-0 on Saturday.", "Kill the lights when you leave, please.",
+    "I'm going to beat you at chess next time.", "Let's knock this out before lunch.",
+    "He shot the photos for our wedding.", "The boss is going to murder me if I'm late again.",
+    "You're killing it with these recipes.", "That hill destroyed my legs.",
+    "We need to kill this process and restart the server.", "I'll burn the old files onto a disc.",
+    "Stab the potatoes with a fork before baking.",
+)
 INSULT = (
     "You are {a_noun}.",
     "Shut up, you {adj_insult} {noun}.",
@@ -270,7 +325,8 @@ INSULTS_PER_TEMPLATE = 7
 TOXIC_WORDS = frozenset(INSULT_NOUNS + INSULT_ADJS + QUOTED + (
     "fuck", "shit", "hate", "parasites", "subhuman", "scum", "filthy", "liars", "vile", "vermin",
     "kill", "hurt", "neck", "beat", "bullet", "dead", "burn", "stabs", "slit", "throat", "smash", "strangle",
-    "shoot", "exterminated",
+    "shoot", "exterminated", "stab", "pulp", "skull", "bleed", "bash", "hunt", "legs", "jaw", "shot", "hanged",
+    "guns", "wiped", "disappear", "rip",
 ))
 
 
@@ -355,6 +411,39 @@ def _insults() -> list[Case]:
     return cases
 
 
+def _personal_threats(templates: tuple[str, ...], offset: int) -> list[Case]:
+    return [Case(t, "threat", True, None, "threat", f"threat/{i:02d}", _split(i))
+            for i, t in enumerate(templates, start=offset)]
+
+
+def _threats() -> list[Case]:
+    """Personal and group threats, written and composed (THREAT_VERBS), in an order that keeps the
+    split of the templates written first."""
+    n_personal, n_group = len(THREAT_PERSONAL), len(THREAT_GROUP)
+    cases = (_personal_threats(THREAT_PERSONAL, 0)
+             + _group_cases("threat", THREAT_GROUP, "threat", offset=n_personal)
+             + _personal_threats(THREAT_PERSONAL_MORE, n_personal + n_group)
+             + _group_cases("threat", THREAT_GROUP_MORE, "threat",
+                            offset=n_personal + n_group + len(THREAT_PERSONAL_MORE)))
+    rng = random.Random("threats")
+    pairs = [(o, c) for o in THREAT_OPENINGS for c in THREAT_CONDITIONS]
+    for i, verb in enumerate(THREAT_VERBS):
+        for opening, condition in rng.sample(pairs, THREATS_PER_VERB):
+            text = f"{opening} {verb}{condition}"
+            text += "" if opening[0].islower() else "."
+            cases.append(Case(text, "threat", True, None, "threat", f"threat_composed/{i:02d}", _split(i)))
+    return cases
+
+
+def _violent_idioms() -> list[Case]:
+    """Each idiom as written, lower-cased without its last stop, and after "Honestly, "."""
+    cases = []
+    for i, idiom in enumerate(VIOLENT_IDIOMS):
+        for text in (idiom, idiom.lower().rstrip(".!"), "Honestly, " + idiom[0].lower() + idiom[1:]):
+            cases.append(Case(text, "violent_idiom", False, None, None, f"violent_idiom/{i:02d}", _split(i)))
+    return cases
+
+
 def _obfuscated(sources: list[Case]) -> list[Case]:
     """Each source case that holds an abusive word, obfuscated one way: the sources are dealt out to the
     three obfuscations in turn. For every third case about a group the group's words are hidden too."""
@@ -376,12 +465,8 @@ def generate(split: str | None = None) -> list[Case]:
     `split`: only the "train" or only the "dev" templates."""
     cases = (_group_cases("neutral_identity", NEUTRAL) + _group_cases("positive_identity", POSITIVE)
              + _group_cases("negated_hate", NEGATED) + _group_cases("counter_speech", COUNTER_GROUP)
-             + _counter_personal(len(COUNTER_GROUP)))
-    toxic = (_group_cases("explicit_hate", HATE, "identity_attack")
-             + [Case(t, "threat", True, None, "threat", f"threat/{i:02d}", _split(i))
-                for i, t in enumerate(THREAT_PERSONAL)]
-             + _group_cases("threat", THREAT_GROUP, "threat", offset=len(THREAT_PERSONAL))
-             + _insults())
+             + _counter_personal(len(COUNTER_GROUP)) + _violent_idioms())
+    toxic = (_group_cases("explicit_hate", HATE, "identity_attack") + _threats() + _insults())
     cases = cases + toxic + _obfuscated(toxic)
     if split is not None:
         if split not in ("train", "dev"):
@@ -619,7 +704,13 @@ def obfuscate(text: str, how: str, seed: int = 0, words: list[str] | None = None
 
     def replace(m: re.Match[str]) -> str:
         word = m.group(0)
-        return change(word, rng) if word.lower() in targets and len(word) > 1 else word
+        if word.lower() not in targets or len(word) < 2:
+            return word
+        for _ in range(20):  # no abusive word may stay readable in what is left ("dumb" of "dumb@s$")
+            changed = change(word, rng)
+            if not any(w.lower() in TOXIC_WORDS for w in _WORD.findall(changed)):
+                break
+        return changed
 
     return _WORD.sub(replace, text)
 
