@@ -19,7 +19,7 @@ import re
 
 Span = tuple[int, int]
 
-MAX_SPLIT_CHARS = 20_000  # longer lines are split at whitespace runs only (pysbd is slow on huge inputs)
+MAX_SPLIT_CHARS = 20_000  # longer lines are cut at whitespace into pieces this long first (pysbd is slow on huge inputs)
 _WORD = re.compile(r"\w")
 _LINE = re.compile(r"[^\n]+")
 
@@ -39,12 +39,27 @@ def split(text: str) -> list[Span]:
         start, chunk = line.start(), line.group()
         if not chunk.strip():
             continue
-        if len(chunk) > MAX_SPLIT_CHARS:
-            spans.extend(_strip(text, start + m.start(), start + m.end()) for m in re.finditer(r"\S+(?:\s\S+)*", chunk)
-                         if m.group().strip())
-            continue
-        spans.extend(_line_spans(text, start, chunk))
+        for piece_start, piece in _pieces(chunk):
+            spans.extend(_line_spans(text, start + piece_start, piece))
     return _merge_fragments(text, spans)
+
+
+def _pieces(line: str) -> list[tuple[int, str]]:
+    """A line cut into pieces of at most MAX_SPLIT_CHARS for the splitter (pysbd is slow on huge
+    inputs): after the last ". ", "! " or "? " of each, else at its last whitespace; a line with no
+    whitespace to cut at stays whole."""
+    pieces, start = [], 0
+    while len(line) - start > MAX_SPLIT_CHARS:
+        end = start + MAX_SPLIT_CHARS
+        cut = max(line.rfind(mark, start, end) for mark in (". ", "! ", "? ")) + 1  # after a sentence's end
+        if cut <= start:
+            cut = max(line.rfind(" ", start, end), line.rfind("\t", start, end))
+        if cut <= start:
+            break
+        pieces.append((start, line[start:cut]))
+        start = cut
+    pieces.append((start, line[start:]))
+    return pieces
 
 
 def _line_spans(text: str, offset: int, line: str) -> list[Span]:

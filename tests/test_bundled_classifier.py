@@ -107,11 +107,16 @@ def test_an_obvious_threat_is_toxic_and_naming_a_group_is_not(classifier):
     assert by["threat"][2] < 0.5 and by["identity_attack"][2] < 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="known gap of the shipped model (issue 16): its threat head learned group-level "
-                   "calls for violence (Gab, Implicit Hate) and templates, and misses plain personal threats")
 def test_an_obvious_threat_scores_as_a_threat(classifier):
-    probs = classifier.predict(["I am going to kill you and your whole family."])
-    assert probs[0, classifier.labels.index("threat")] >= 0.5
+    probs = classifier.predict(["I am going to kill you and your whole family.", "Someone should put a bullet in your head."])
+    assert (probs[:, classifier.labels.index("threat")] >= 0.5).all()
+
+
+@pytest.mark.xfail(strict=True, reason="known gap of the shipped model (issue 16): the composed threat templates taught "
+                   "it that 'I'll <violent verb> you' is a threat, idioms included (violent_idiom flagged 12%)")
+def test_a_violent_idiom_is_not_a_threat(classifier):
+    probs = classifier.predict(["I'll shoot you an email tomorrow.", "I'm going to beat you at chess next time."])
+    assert (probs[:, classifier.labels.index("threat")] < 0.5).all()
 
 
 BF16_TOLERANCE = 0.03  # stated in the README: bfloat16 scores within this of float32

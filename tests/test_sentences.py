@@ -67,10 +67,17 @@ def test_blank_and_single_sentence_texts():
     assert sentences.split("no stop at all and a number 3.14 inside") == [(0, 39)]
 
 
-def test_a_huge_line_is_split_without_pysbd_and_kept_whole():
+def test_a_huge_line_is_split_in_pieces_and_kept_whole():
     text = ("word " * 6000).strip() + ". End."
     spans = sentences.split(text)
     assert sentences.reassemble(text, spans, {}) == text and spans
+    # a huge line of sentences (single spaces): cut into pieces, each split into its sentences, so the
+    # last sentence is its own span (the classifier reads it alone, not diluted in a window of padding)
+    last = "You are a worthless idiot and a stupid moron, I hate you."
+    text = " ".join(["The committee met on Tuesday to discuss the new schedule."] * 800) + " " + last
+    spans = sentences.split(text)
+    assert len(spans) == 801 and text[slice(*spans[-1])] == last
+    assert sentences.reassemble(text, spans, {}) == text
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "forum_posts").is_dir(), reason="needs ../shared/data/forum_posts")
