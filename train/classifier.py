@@ -40,7 +40,7 @@ TOXICITY_LABELS = ["toxic", "threat", "identity_attack"]
 # Davidson's tweets are 82% "offensive", mostly casual slurs of one community and era: ten thousand
 # teach that; all of them would set the model's idea of ordinary swearing (see the model card).
 CAPS = {("davidson", 1): 10000}
-KEEP_WHOLE = ("robustness", "obfuscated")  # never subsampled away (see training_set)
+KEEP_WHOLE = ("robustness", "obfuscated")  # not subsampled, up to a tenth of the set (see training_set)
 
 
 def load_base(base: str, dtype: torch.dtype = torch.float32):  # -> (model, tokenizer)
@@ -59,7 +59,7 @@ def load_base(base: str, dtype: torch.dtype = torch.float32):  # -> (model, toke
 def training_set(examples: list[classifier_data.Example], max_train: int | None, seed: int
                  ) -> list[classifier_data.Example]:
     """The training split, with the per-source caps (CAPS) applied, subsampled to `max_train` (the
-    sources in KEEP_WHOLE are kept whole)."""
+    sources in KEEP_WHOLE are kept whole, up to a tenth of it)."""
     rng = random.Random(seed)
     train_set = [e for e in examples if e.split == "train"]
     rng.shuffle(train_set)
@@ -72,8 +72,8 @@ def training_set(examples: list[classifier_data.Example], max_train: int | None,
             kept.append(e)
     if max_train is not None and max_train < len(kept):
         # The small sources made for the model's known failures (templates, obfuscated copies) are
-        # kept whole; the rest is subsampled uniformly to fill `max_train`.
-        whole = [e for e in kept if e.source in KEEP_WHOLE]
+        # kept whole, up to a tenth of `max_train`; the rest is subsampled uniformly to fill it.
+        whole = [e for e in kept if e.source in KEEP_WHOLE][: max_train // 10]
         rest = [e for e in kept if e.source not in KEEP_WHOLE]
         kept = whole + rest[:max(0, max_train - len(whole))]
         rng.shuffle(kept)

@@ -28,10 +28,12 @@ def _data_section(stats: dict) -> str:
     return f"""## Data
 
 Every labelled source in `../shared/data` (train/classifier_data.py says how each one's labels map to
-toxicity and categories), plus the project's robustness templates (train split only) and
-counterfactual copies of training posts that name an identity group. Original casing is kept where a
-source has it. Deduplicated across sources on the normalised text; texts labelled both toxic and clean
-dropped. Dev split: 10% by hash of the normalised text (the same split the rewriter uses; a forum
+toxicity and categories), plus the project's robustness templates (train split only),
+counterfactual copies of training posts that name an identity group, and obfuscated copies of training
+posts. Original casing is kept where a source has it. Deduplicated across sources on the normalised
+text; texts labelled both toxic and clean dropped; a category the sources disagree on is unknown for
+that text. The templates and the obfuscated copies are always trained on whole (never subsampled).
+Dev split: 10% by hash of the normalised text (the same split the rewriter uses; a forum
 sentence follows its post). Trained on {stats['train_examples']:,} examples ({caps or 'no caps'}).
 Category columns: training examples known positive for the category (unknown labels are masked in the
 loss, never counted as negatives).

@@ -358,7 +358,7 @@ SOURCE_NOTES = {
     "jigsaw": ("Wikipedia talk and news-site sentences: the broadest notion of rudeness.",
                "lower-cased and tokenised, one sentence at a time; no categories"),
     "davidson": ("tweets with slurs and casual swearing; hate speech marked (identity_attack).",
-                 "one community and era (2017); capped at 6,000 offensive tweets so its slang does not set "
+                 "one community and era (2017); capped at 10,000 offensive tweets so its slang does not set "
                  "the model's idea of ordinary swearing"),
     "paradetox": ("toxic sentences beside their human rewrites: the same content, toxic and not.",
                   "lower-cased; no categories"),
@@ -379,7 +379,8 @@ SOURCE_NOTES = {
     "forum": ("real toxic news-site comments, whole (multi-sentence) and their marked toxic sentences.",
               "no clean posts from that site; no categories"),
     "robustness": ("the project's own templates (train split): neutral, positive, negated and counter-speech "
-                   "statements about groups (clean), attacks, threats, insults and their obfuscations.",
+                   "statements about groups and violent idioms (clean); attacks, written and composed threats "
+                   "(personal and against groups), insults, and their obfuscations.",
                    "templated English; the dev templates are held out for the robustness table"),
     "obfuscated": ("real training posts spelled to dodge a filter: toxic ones with their abusive words spaced, "
                    "in leetspeak or in look-alike letters; clean ones with one word so spelled.",
