@@ -8,15 +8,16 @@ post itself, its rewrite and every output keep the original):
 
 - look-alike letters: in a word that mixes ASCII letters with others, each other letter that Unicode's
   confusables table (the `confusable_homoglyphs` package) lists as a look-alike of an ASCII letter
-  becomes that letter (Cyrillic "о", Armenian "ո", Latin script "ɡ"). A word written wholly in Cyrillic or Greek (real
-  Russian or Greek) is left alone.
+  becomes that letter (Cyrillic "о", Armenian "ո", Latin script "ɡ"). A word written wholly in
+  Cyrillic or Greek (real Russian or Greek) is left alone.
 - spaced-out letters: three or more single letters joined by one and the same separator (a space, a
   dot, a hyphen, an underscore or an asterisk) are joined ("f u c k" -> "fuck", "s.t.u.p.i.d" ->
   "stupid"). Abbreviations with dots ("U.S.A.") come out as "USA", which reads the same.
 - leetspeak: in a word of letters with digits or symbols standing for letters before a letter
   ("1d10t", "5tup!d", "b!tch", "@ss"), those become the letters (1 i, 3 e, 4 a, 0 o, 5 s, 7 t, 9 g,
-  8 b, @ a, $ s, ! i), and in such a word its last letters too ("v1l3" -> "vile"). A word must hold
-  at least two letters; otherwise a trailing run of digits or symbols ("covid19", "mp3", "wow!"), numbers with units or ordinals ("4th", "10am") and e-mail addresses and
+  8 b, @ a, $ s, ! i), and in such a word up to two digits after its last letter too ("v1l3" ->
+  "vile"). A word must hold at least two letters; otherwise a trailing run of digits or symbols
+  ("covid19", "mp3", "wow!"), numbers with units or ordinals ("4th", "10am") and e-mail addresses and
   domain names are left alone.
 """
 

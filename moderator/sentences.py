@@ -19,7 +19,7 @@ import re
 
 Span = tuple[int, int]
 
-MAX_SPLIT_CHARS = 20_000  # longer lines are cut at whitespace into pieces this long first (pysbd is slow on huge inputs)
+MAX_SPLIT_CHARS = 20_000  # longer lines are cut into pieces this long first (pysbd is slow on huge inputs)
 _WORD = re.compile(r"\w")
 _LINE = re.compile(r"[^\n]+")
 

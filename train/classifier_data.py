@@ -260,19 +260,19 @@ def _dedup(raw: list[tuple[str, tuple[int, ...], str, str]]) -> list[Example]:
         norm = data.normalize(text)
         if norm:
             groups[norm].append(i)
-    out, dropped = [], Counter()
+    out, counts = [], Counter()
     for norm, members in groups.items():
         known = [{raw[i][1][k] for i in members} - {UNKNOWN} for k in range(len(LABELS))]
         if len(known[0]) > 1:  # toxic in one source, clean in another
-            dropped["contradictory"] += len(members)
+            counts["dropped: contradictory toxicity"] += len(members)
             continue
         labels = [next(iter(values)) if len(values) == 1 else UNKNOWN for values in known]
-        dropped["category_conflict (label unknown)"] += any(len(values) > 1 for values in known)
-        dropped["duplicate"] += len(members) - 1
+        counts["kept: a category left unknown (sources disagree)"] += any(len(values) > 1 for values in known)
+        counts["dropped: duplicate"] += len(members) - 1
         text, _, source, _ = raw[members[0]]
         split = "dev" if any(raw[i][3] == "dev" for i in members) else "train"
         out.append(Example(text.strip(), tuple(labels), source, split))
-    log.info("classifier data: %d examples, dropped %s", len(out), dict(dropped))
+    log.info("classifier data: %d examples; %s", len(out), dict(counts))
     return out
 
 

@@ -73,13 +73,12 @@ def evaluate(named_models: dict[str, str], data_dir: str, split: str = "dev",
     from sklearn.metrics import roc_auc_score
 
     examples = examples if examples is not None else classifier_data.examples(data_dir, augment=False)
-    category_examples = examples = [e for e in examples if e.split == split and e.source not in EXCLUDED_SOURCES]
-    examples = [e for e in examples if e.toxic >= 0]  # toxicity known (not a hate set's not-hate post)
-    texts = [e.text for e in category_examples]
-    known = np.array([e.labels for e in category_examples])
-    has_toxicity = known[:, 0] >= 0
+    examples = [e for e in examples if e.split == split and e.source not in EXCLUDED_SOURCES]
+    texts = [e.text for e in examples]
+    known = np.array([e.labels for e in examples])
+    has_toxicity = known[:, 0] >= 0  # toxicity known (not a hate set's not-hate post): the toxicity metrics
     labels = known[has_toxicity, 0] == 1
-    sources = np.array([e.source for e in examples])
+    sources = np.array([e.source for e in examples])[has_toxicity]
     systems: dict[str, np.ndarray] = {}
     categories: dict[str, dict] = {}
     seconds: dict[str, float] = {}
@@ -98,7 +97,7 @@ def evaluate(named_models: dict[str, str], data_dir: str, split: str = "dev",
                 categories[name][category] = {"roc_auc": round(float(roc_auc_score(y, scores[mask])), 4),
                                               "n": int(mask.sum()), "positives": int(y.sum())}
     start = time.perf_counter()
-    systems[BASELINE] = profanity_check_scores([e.text for e in examples])
+    systems[BASELINE] = profanity_check_scores([t for t, known_toxicity in zip(texts, has_toxicity) if known_toxicity])
     seconds[BASELINE] = round(time.perf_counter() - start, 1)
     table: dict = {"split": split, "threshold": THRESHOLD, "prior": PRIOR, "seconds": seconds, "sources": {},
                    "categories": categories,
