@@ -201,7 +201,10 @@ class PolicyConfig:
         default_factory=lambda: ("threat", "identity_attack"))
     category_threshold: float = _help(
         "a post's score for a category at or above which it counts as holding that category (the policy's "
-        "unrewritable_categories, the DSA statement's category, the report's counts)", 0.5)
+        "unrewritable_categories, the DSA statement's category, the report's counts). 0.7: among toxic dev "
+        "posts the bundled classifier's identity_attack is right 85% of the time from 0.7 on (78% from 0.5 on, "
+        "where it removed one real forum post in nine); 0.8 would let half the robustness suite's explicit "
+        "hate through to rewriting (see the README)", 0.7)
     delete_sentences: str = _help(
         "posts of several sentences: a toxic sentence for which no rewrite passes may be deleted, and the rest "
         "of the post published if it still passes verification as a whole: any (on real forum posts it "
@@ -212,6 +215,13 @@ class PolicyConfig:
     max_rewrite_toxicity: float = _help(
         "a rewrite scoring this toxic or more fails verification", 0.5
     )
+    max_rewrite_context_toxicity: float = _help(
+        "a post of several sentences whose toxic sentences were rewritten (not the whole post): the rewrite "
+        "passes the toxicity check when each of its sentences scores under max_rewrite_toxicity and the whole "
+        "rewritten post under this. The classifier scores long news comments high as a whole when no "
+        "sentence of them is toxic, so the whole-post score alone sent faithful rewrites to review (see the "
+        "README); at 0.5 (= max_rewrite_toxicity) the whole post is held to the same bar as a sentence", 0.75
+    )
     min_similarity: float = _help(
         "a rewrite less similar than this to the original (cosine of sentence embeddings) fails verification",
         0.5,
@@ -220,7 +230,8 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         from moderator.records import CATEGORIES
 
-        for name in ("rewrite_threshold", "max_rewrite_toxicity", "sure_toxicity", "category_threshold"):
+        for name in ("rewrite_threshold", "max_rewrite_toxicity", "max_rewrite_context_toxicity", "sure_toxicity",
+                     "category_threshold"):
             _check_range("policy", name, getattr(self, name), 0.0, 1.0)
         object.__setattr__(self, "unrewritable_categories", tuple(self.unrewritable_categories))
         for category in self.unrewritable_categories:

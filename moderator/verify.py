@@ -6,7 +6,11 @@ flagged the post, and keeps at least `min_similarity` of its meaning (cosine of 
 embeddings). Of the candidates that pass, the one with the highest (1 - toxicity) x similarity is
 kept. In a post of several sentences a toxic sentence for which no candidate passes may be deleted
 instead (`[policy] delete_sentences`). The post is then reassembled around the chosen rewrites, every
-other sentence byte for byte (sentences.py), and the whole rewritten post is checked the same way.
+other sentence byte for byte (sentences.py), and the whole rewritten post is checked the same way;
+when only some of its sentences were rewritten, it passes the toxicity check when each of its
+sentences scores under `max_rewrite_toxicity` and the whole post under
+`max_rewrite_context_toxicity` (the classifier scores long news comments high as a whole even when
+none of their sentences is toxic).
 
 A post whose targets cannot all be rewritten, or whose reassembled rewrite fails, goes to
 `[policy] on_rewrite_failure` (review, or remove) with the reason of what failed; the rewrite built
@@ -42,13 +46,15 @@ class Verify:
         self.embedder = embedder
         self.unrewritable_at = unrewritable_at  # the policy's: from it on, a sentence may be deleted
 
-    def check(self, original: str, candidate: str, toxicity: float, similarity: float) -> str | None:
-        """The reason a candidate fails, or None when it passes."""
+    def check(self, original: str, candidate: str, toxicity: float, similarity: float,
+              max_toxicity: float | None = None) -> str | None:
+        """The reason a candidate fails, or None when it passes (toxic from `max_toxicity` on, by default
+        the policy's max_rewrite_toxicity)."""
         if not candidate.strip():
             return "rewrite_empty"
         if same_words(original, candidate):
             return "rewrite_copied"
-        if np.float32(toxicity) >= self.policy.max_rewrite_toxicity:
+        if np.float32(toxicity) >= (self.policy.max_rewrite_toxicity if max_toxicity is None else max_toxicity):
             return "rewrite_still_toxic"
         if np.float32(similarity) < self.policy.min_similarity:
             return "rewrite_dissimilar"
@@ -64,6 +70,26 @@ class Verify:
             similarity[filled] = np.clip(self.embedder.similarity([originals[k] for k in filled],
                                                                   [candidates[k] for k in filled]), -1.0, 1.0)
         return toxicity, similarity
+
+    @staticmethod
+    def partly_rewritten(targets: list[dict], spans: list[dict] | None) -> bool:
+        """Whether a post's targets are some of its sentences, not all of them and not the post as a whole."""
+        sentence_spans = {(s["start"], s["end"]) for s in spans or []}
+        target_spans = {(t["start"], t["end"]) for t in targets}
+        return target_spans < sentence_spans
+
+    def sentence_toxicity(self, texts: list[str]) -> np.ndarray:
+        """The toxicity of each text's most toxic sentence, every sentence of the batch in one pass."""
+        spans = [sentences.split(text) for text in texts]
+        units = [unit for text, row in zip(texts, spans) for unit in sentences.texts(text, row)]
+        scores = self.classifier.toxicity(self.classifier.predict(units)) if units else np.zeros(0, np.float32)
+        out = np.zeros(len(texts), dtype=np.float32)
+        cursor = 0
+        for k, row in enumerate(spans):
+            if row:
+                out[k] = scores[cursor: cursor + len(row)].max()
+            cursor += len(row)
+        return out
 
     def deletable(self, target: dict, spans: int, targets: int) -> bool:
         """Whether a target sentence may be deleted when none of its rewrites passes."""
@@ -132,10 +158,20 @@ class Verify:
         post_toxicity, post_similarity = self.score([texts[i] for i in whole], [rewrites[i] for i in whole])
         for i, t, s in zip(whole, post_toxicity.tolist(), post_similarity.tolist()):
             toxicity[i], similarity[i] = t, s
+        # A post whose toxic sentences were rewritten, not the whole of it: read sentence by sentence, with
+        # the whole post held to max_rewrite_context_toxicity (a long post scores high as a whole when no
+        # sentence of it is toxic).
+        partial = [i for i in whole if actions[i] == Action.REWRITE and self.partly_rewritten(targets[i], spans[i])]
+        worst_sentence = dict(zip(partial, self.sentence_toxicity([rewrites[i] for i in partial]).tolist()))
         for i in rows:
             if actions[i] != Action.REWRITE:
                 continue
-            failure = self.check(texts[i], rewrites[i], toxicity[i] or 0.0, similarity[i] or 0.0)
+            post_toxicity, bar = toxicity[i] or 0.0, None
+            if i in worst_sentence:
+                bar = self.policy.max_rewrite_context_toxicity
+                if np.float32(worst_sentence[i]) >= self.policy.max_rewrite_toxicity:
+                    post_toxicity, bar = worst_sentence[i], None
+            failure = self.check(texts[i], rewrites[i], post_toxicity, similarity[i] or 0.0, bar)
             if failure is not None:
                 actions[i], reasons[i] = self.policy.on_rewrite_failure, failure
         batch = records.set_column(batch, records.REWRITE, pa.array(rewrites, pa.string()))

@@ -72,7 +72,7 @@ def test_bad_settings_name_the_file_and_the_fix(tmp_path, toml, message):
 def test_unrewritable_categories_from_a_file_and_as_moderate_config_prints_them(tmp_path):
     config = JobConfig()
     assert config.policy.unrewritable_categories == ("threat", "identity_attack")
-    assert config.policy.category_threshold == 0.5 and config.policy.thresholds["category_threshold"] == 0.5
+    assert config.policy.category_threshold == 0.7 and config.policy.thresholds["category_threshold"] == 0.7
     assert 'unrewritable_categories = ["threat", "identity_attack"]' in describe(config)
     path = tmp_path / "job.toml"
     path.write_text('[policy]\nunrewritable_categories = ["threat", "sexual"]\ncategory_threshold = 1\n')

@@ -89,10 +89,13 @@ def test_a_threat_is_removed_and_an_insult_rewritten():
         {"toxic": 0.7, "threat": 0.49},  # under category_threshold
         None,
     ])
-    assert decisions(batch) == [
+    assert decisions(batch, category_threshold=0.5) == [
         ("remove", "category_threat"), ("rewrite", "above_rewrite_threshold"),
         ("remove", "category_identity_attack"), ("allow", "below_rewrite_threshold"),
         ("rewrite", "above_rewrite_threshold"), (None, None)]
+    # the default (0.7) tries a rewrite where a category is only likely
+    assert decisions(batch)[:3] == [("remove", "category_threat"), ("rewrite", "above_rewrite_threshold"),
+                                    ("rewrite", "above_rewrite_threshold")]
     assert decisions(batch, category_threshold=0.45)[4] == ("remove", "category_threat")
     assert decisions(batch, category_threshold=0.9)[0] == ("remove", "category_threat")  # inclusive, in float32
     assert decisions(batch, rewrite_threshold=0.2)[3] == ("remove", "category_threat")

@@ -180,3 +180,57 @@ def test_verify_sends_failed_rewrites_to_review(tiny):
     lenient = Verify(PolicyConfig(max_rewrite_toxicity=1.0, min_similarity=-1.0, on_rewrite_failure="remove"),
                      classifier, embedder)(batch)
     assert lenient.column(records.ACTION).to_pylist() == ["remove", "remove", "rewrite", "allow"]
+
+
+def test_a_partly_rewritten_post_is_read_by_its_sentences_with_the_whole_held_to_the_context_bar(tiny):
+    """Only some sentences rewritten: each sentence must score under max_rewrite_toxicity and the whole
+    post under max_rewrite_context_toxicity; a post rewritten whole is held to max_rewrite_toxicity."""
+    from moderator import sentences
+    from moderator.classify import SENTENCES_TYPE
+    from moderator.policy import TARGETS_TYPE
+
+    classifier = Classifier(ClassifierConfig(model=str(tiny.classifier)), RuntimeConfig())
+    embedder = Embedder(None, "cpu")
+    post = "The bus was late again.\nYou are an idiot. See you on Monday."
+    spans = sentences.split(post)
+    assert len(spans) == 3
+
+    def score(texts):
+        return classifier.toxicity(classifier.predict(texts)).astype(float)
+
+    untouched = score(sentences.texts(post, [spans[0], spans[2]])).max()
+    options = ["You are wrong.", "I disagree with you.", "That is not right.", "Thanks for the reply.",
+               "I see it differently.", "We will talk about it."]
+    candidate = options[int(np.argmin(score(options)))]  # a rewrite scoring under an untouched sentence
+    assert score([candidate])[0] < untouched
+    rewrite = sentences.reassemble(post, spans[1:2], {0: candidate})
+    assert len(sentences.split(rewrite)) == 3
+    whole_score = float(score([rewrite])[0])
+
+    def verify(target_spans, **policy):
+        batch = pa.RecordBatch.from_pydict({
+            records.TEXT: [post], records.ACTION: ["rewrite"], records.REASON: ["above_rewrite_threshold"],
+            records.REWRITE_CANDIDATES: [[[candidate]] if len(target_spans) == 1 and target_spans[0] == spans[1]
+                                         else [[rewrite]]],
+            records.TARGETS: pa.array([[{"start": a, "end": b, "unrewritable": 0.0} for a, b in target_spans]], TARGETS_TYPE),
+            records.SENTENCES: pa.array([[{"start": a, "end": b, "toxicity": 0.9} for a, b in spans]], SENTENCES_TYPE),
+        })
+        out = Verify(PolicyConfig(min_similarity=-1.0, delete_sentences="never", **policy), classifier, embedder)(batch)
+        assert out.column(records.REWRITE).to_pylist() == [rewrite]
+        assert out.column(records.REWRITE_TOXICITY).to_pylist()[0] == pytest.approx(whole_score, abs=1e-6)
+        return out.column(records.REASON).to_pylist()[0]
+
+    above_every_sentence = min(untouched + 0.01, 1.0)
+    assert verify([spans[1]], max_rewrite_toxicity=above_every_sentence,
+                  max_rewrite_context_toxicity=min(whole_score + 0.01, 1.0)) == "above_rewrite_threshold"
+    assert verify([spans[1]], max_rewrite_toxicity=above_every_sentence,
+                  max_rewrite_context_toxicity=max(whole_score - 0.01, 0.0)) == "rewrite_still_toxic"
+    # the candidate passes, an untouched sentence of the post does not: the post fails
+    assert verify([spans[1]], max_rewrite_toxicity=float(untouched) - 1e-4,
+                  max_rewrite_context_toxicity=1.0) == "rewrite_still_toxic"
+    whole = records.whole_post(post)
+    whole_post = [(whole["start"], whole["end"])]
+    assert verify(whole_post, max_rewrite_toxicity=min(whole_score + 0.01, 1.0),
+                  max_rewrite_context_toxicity=0.0) == "above_rewrite_threshold"  # no context bar for a whole rewrite
+    assert verify(whole_post, max_rewrite_toxicity=max(whole_score - 0.01, 0.0),
+                  max_rewrite_context_toxicity=1.0) == "rewrite_still_toxic"
