@@ -25,11 +25,12 @@ def test_the_mix_is_deduplicated_split_like_the_rewriter_and_labelled_per_source
     assert set(summary) == {*classifier_data.SOURCES, "counterfactual", "obfuscated"}
     hate_sets = ("gab", "stormfront", "implicit_hate", "mlma")  # they label hate, not toxicity
     for source, splits in summary.items():
-        if source in ("forum", "counterfactual", "obfuscated", *hate_sets):
-            continue  # forum posts are all toxic; the copies are made of training posts only
+        if source in ("forum", "forum_rest", "counterfactual", "obfuscated", *hate_sets):
+            continue  # forum posts are all toxic, their rests all clean; the copies are made of training posts only
         assert splits["dev"]["toxic"] > 30 and splits["dev"]["clean"] > 30, source
     assert "dev" not in summary["counterfactual"] and "dev" not in summary["obfuscated"]
-    assert summary["forum"]["train"]["clean"] == 0
+    assert summary["forum"]["train"]["clean"] == 0 and summary["forum_rest"]["train"]["toxic"] == 0
+    assert summary["forum_rest"]["train"]["clean"] > 1500 and summary["forum_rest"]["dev"]["clean"] > 100
     assert summary["obfuscated"]["train"]["toxic"] > 3000 and summary["obfuscated"]["train"]["clean"] > 1000
     for source in hate_sets:  # not-hate is not clean: toxicity unknown; coded hate teaches only the category
         # (a not-hate post is clean only where another source, e.g. Jigsaw, has the same text as clean)
@@ -54,6 +55,23 @@ def test_the_mix_is_deduplicated_split_like_the_rewriter_and_labelled_per_source
         # Jigsaw carries no categories: a toxic Jigsaw text knows one only where another source has it too
         jigsaw_toxic = [e for e in examples if e.source == "jigsaw" and e.toxic == 1]
         assert sum(e.labels[column] != -1 for e in jigsaw_toxic) < 0.02 * len(jigsaw_toxic)
+
+
+def test_a_forum_rest_is_the_post_without_its_marked_sentences_and_never_holds_a_marked_word():
+    from moderator import sentences
+
+    rows = classifier_data._forum_rows(SHARED_DATA)
+    lexicon = classifier_data._marked_words(rows)
+    assert {"idiot", "stupid", "morons"} <= lexicon and not {"the", "trump", "people", "government"} & lexicon
+    posts = {row["text"]: set(json.loads(row["spans"] or "[]")) for row in rows}
+    rests = list(classifier_data._forum_rest(SHARED_DATA))
+    assert len(rests) > 2000
+    for rest, labels, post in rests[:300]:
+        assert labels == (0,) * 6 and post in posts and rest != post
+        assert len(sentences.split(rest)) >= 2
+        assert not lexicon & set(classifier_data._WORDS.findall(rest.casefold()))
+        for a, b in sentences.split(post):  # every unmarked sentence, as written; no marked one
+            assert (post[a:b] in rest) != bool(posts[post].intersection(range(a, b))), (post, rest)
 
 
 def test_counterfactual_copies_name_another_group_and_keep_the_label():

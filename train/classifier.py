@@ -40,7 +40,7 @@ TOXICITY_LABELS = ["toxic", "threat", "identity_attack"]
 # Davidson's tweets are 82% "offensive", mostly casual slurs of one community and era: ten thousand
 # teach that; all of them would set the model's idea of ordinary swearing (see the model card).
 CAPS = {("davidson", 1): 10000}
-KEEP_WHOLE = ("robustness", "obfuscated")  # not subsampled, up to a tenth of the set (see training_set)
+KEEP_WHOLE = ("robustness", "obfuscated", "forum_rest")  # not subsampled, up to a tenth of the set (see training_set)
 
 
 def load_base(base: str, dtype: torch.dtype = torch.float32):  # -> (model, tokenizer)
