@@ -202,9 +202,9 @@ class PolicyConfig:
     category_threshold: float = _help(
         "a post's score for a category at or above which it counts as holding that category (the policy's "
         "unrewritable_categories, the DSA statement's category, the report's counts). 0.7: among toxic dev "
-        "posts the bundled classifier's identity_attack is right 85% of the time from 0.7 on (78% from 0.5 on, "
-        "where it removed one real forum post in nine); 0.8 would let half the robustness suite's explicit "
-        "hate through to rewriting (see the README)", 0.7)
+        "posts the bundled classifier's identity_attack is right 83% of the time from 0.7 on (74% from 0.5 on; "
+        "classifier-v5 at 0.5 removed one real forum post in nine); 0.8 let half the robustness suite's "
+        "explicit hate through to rewriting (see the README)", 0.7)
     delete_sentences: str = _help(
         "posts of several sentences: a toxic sentence for which no rewrite passes may be deleted, and the rest "
         "of the post published if it still passes verification as a whole: any (on real forum posts it "
@@ -218,9 +218,9 @@ class PolicyConfig:
     max_rewrite_context_toxicity: float = _help(
         "a post of several sentences whose toxic sentences were rewritten (not the whole post): the rewrite "
         "passes the toxicity check when each of its sentences scores under max_rewrite_toxicity and the whole "
-        "rewritten post under this. The classifier scores long news comments high as a whole when no "
-        "sentence of them is toxic, so the whole-post score alone sent faithful rewrites to review (see the "
-        "README); at 0.5 (= max_rewrite_toxicity) the whole post is held to the same bar as a sentence", 0.75
+        "rewritten post under this. 0.5 (= max_rewrite_toxicity): a published rewrite is one the product "
+        "would not flag itself. Raise it for a classifier that scores long posts high as a whole when none "
+        "of their sentences is toxic (classifier-v5 did: see the README)", 0.5
     )
     min_similarity: float = _help(
         "a rewrite less similar than this to the original (cosine of sentence embeddings) fails verification",

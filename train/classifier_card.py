@@ -8,6 +8,7 @@ benchmark's JSON (benchmarks/robustness.py --json).
 from __future__ import annotations
 
 from train import classifier_data
+from train.classifier import KEEP_WHOLE
 from train.classifier_eval import TARGET_ECE, TARGET_FPR, TARGET_RECALL
 
 
@@ -32,9 +33,9 @@ toxicity and categories), plus the project's robustness templates (train split o
 counterfactual copies of training posts that name an identity group, and obfuscated copies of training
 posts. Original casing is kept where a source has it. Deduplicated across sources on the normalised
 text; texts labelled both toxic and clean dropped; a category the sources disagree on is unknown for
-that text. The templates and the obfuscated copies are always trained on whole (never subsampled).
-Dev split: 10% by hash of the normalised text (the same split the rewriter uses; a forum
-sentence follows its post). Trained on {stats['train_examples']:,} examples ({caps or 'no caps'}).
+that text. The sources made for known failures ({", ".join(KEEP_WHOLE)}) are always trained on
+whole, up to a tenth of the set (never subsampled). Dev split: 10% by hash of the normalised text (the
+same split the rewriter uses; a forum sentence and a forum rest follow their post). Trained on {stats['train_examples']:,} examples ({caps or 'no caps'}).
 Category columns: training examples known positive for the category (unknown labels are masked in the
 loss, never counted as negatives).
 
