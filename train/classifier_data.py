@@ -198,22 +198,27 @@ def _forum_rows(root: Path) -> list[dict[str, str]]:
     return [row for name in ("tsd_train.csv", "tsd_trial.csv") for row in _read(root / "forum_posts" / name)]
 
 
+@functools.lru_cache(maxsize=2)
+def _forum_posts(root: Path) -> tuple[tuple[str, tuple, tuple], ...]:
+    """Each forum post with marked toxic spans: its text, its sentences and those of them that overlap a
+    marked span (split once for both forum sources); posts without marked spans have no sentences here."""
+    from moderator import sentences
+
+    posts = []
+    for row in _forum_rows(root):
+        marked = set(json.loads(row["spans"] or "[]"))
+        spans = tuple(sentences.split(row["text"])) if marked else ()
+        posts.append((row["text"], spans, tuple(s for s in spans if marked.intersection(range(*s)))))
+    return tuple(posts)
+
+
 def _forum(root: Path):
     """Toxic news-site comments, whole, and their sentences that overlap a marked toxic span (a sentence
     outside every span is not known to be clean on its own: see _forum_rest)."""
-    from moderator import sentences
-
-    for row in _forum_rows(root):
-        text = row["text"]
+    for text, spans, hit in _forum_posts(root):
         yield text, _labels(1), text
-        marked = set(json.loads(row["spans"] or "[]"))
-        if not marked:
-            continue
-        spans = sentences.split(text)
-        if len(spans) < 2:
-            continue
-        for start, end in spans:
-            if marked.intersection(range(start, end)):
+        if len(spans) >= 2:
+            for start, end in hit:
                 yield text[start:end], _labels(1), text
 
 
@@ -225,18 +230,11 @@ def _forum_rest(root: Path):
     politics: classifier-v5 flagged 45% of such rests as a whole (alt-profanity-check: 12%)."""
     from moderator import sentences
 
-    rows = _forum_rows(root)
-    lexicon = _marked_words(rows)
-    for row in rows:
-        text = row["text"]
-        marked = set(json.loads(row["spans"] or "[]"))
-        if not marked:
-            continue
-        spans = sentences.split(text)
-        hit = [span for span in spans if marked.intersection(range(*span))]
+    lexicon = _marked_words(_forum_rows(root))
+    for text, spans, hit in _forum_posts(root):
         if len(spans) - len(hit) < 2:
             continue
-        rest = sentences.reassemble(text, hit, {k: "" for k in range(len(hit))})
+        rest = sentences.reassemble(text, list(hit), {k: "" for k in range(len(hit))})
         if not lexicon.intersection(_WORDS.findall(rest.casefold())):
             yield rest, _labels(0), text
 
