@@ -10,7 +10,10 @@ ones), and then verifies the same generations as if the run had asked for the fi
 prints the action mix, the reasons, and for the published rewrites the independent judge's non-toxic
 share (alt-profanity-check), the share of non-toxic characters kept, and the share of all posts
 published as clean rewrites keeping >= 85% of them. The first k of an n-candidate generation stand
-for a k-candidate run: the same greedy rewrite, and k - 1 samples at the same temperature.
+for a k-candidate run: the same greedy rewrite, and k - 1 samples at the same temperature. "k greedy
+first" rows verify the greedy rewrite alone where it passes the candidate check and all k where it
+does not: what a run that sampled only after a failed greedy rewrite would publish, and how many
+generations it would need.
 Speed per candidate count is not measured here (benchmarks/end_to_end.py). Numbers, not tests.
 """
 
@@ -75,13 +78,51 @@ def main() -> None:
             out = Verify(policy, models.classifier, models.embedder,
                          unrewritable_threshold(policy, models.rewritability))(trial)
             results[f"{k} candidates, delete {delete}"] = verdict(posts, out)
+        if k > 1:  # greedy first: the samples only for a target whose greedy rewrite fails the check
+            verify = Verify(config.policy, models.classifier, models.embedder,
+                            unrewritable_threshold(config.policy, models.rewritability))
+            adaptive, generations = greedy_first(verify, batch, generated, k)
+            trial = records.set_column(batch, records.REWRITE_CANDIDATES, pa.array(adaptive, CANDIDATES_TYPE))
+            result = verdict(posts, verify(trial))
+            result["generations"] = generations
+            results[f"{k} greedy first, delete {config.policy.delete_sentences}"] = result
         k *= 2
     for name, result in results.items():
         mix = ", ".join(f"{a} {result[a]:.1%}" for a in ("rewrite", "review", "remove", "allow"))
         print(f"{name:32s} {mix}; judge ok {result['judge_ok']:.3f}, keep {result['keep']:.3f}, "
               f"clean and faithful {result['clean_faithful']:.1%}")
+        if "generations" in result:
+            g = result["generations"]
+            print(f"{'':32s} greedy passed for {g['greedy_passed']} of {g['targets']} targets: "
+                  f"{g['generations']} generations instead of {g['all_k']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def greedy_first(verify, batch, generated: list, k: int) -> tuple[list, dict]:  # type: ignore[no-untyped-def]
+    """The candidates a run would see if it asked for the greedy rewrite of every target first and for
+    k - 1 samples only where that one fails the candidate check; and how many generations that takes
+    against k per target."""
+    from moderator import records
+
+    texts = batch.column(records.TEXT).to_pylist()
+    targets = records.targets(batch)
+    flat = [(i, t, texts[i][target["start"]:target["end"]], cands[0])
+            for i, row in enumerate(generated) if row is not None
+            for t, (target, cands) in enumerate(zip(targets[i], row)) if cands]
+    toxicity, similarity = verify.score([f[2] for f in flat], [f[3] for f in flat])
+    passed = {(i, t) for (i, t, original, c), tox, sim in zip(flat, toxicity, similarity)
+              if verify.check(original, c, tox, sim) is None}
+    out, greedy_only = [], 0
+    for i, row in enumerate(generated):
+        if row is None:
+            out.append(None)
+            continue
+        out.append([c[:1] if (i, t) in passed else c[:k] for t, c in enumerate(row)])
+        greedy_only += sum((i, t) in passed for t in range(len(row)))
+    n_targets = sum(len(row) for row in generated if row is not None)
+    return out, {"targets": n_targets, "greedy_passed": greedy_only,
+                 "generations": greedy_only + (n_targets - greedy_only) * k, "all_k": n_targets * k}
 
 
 def verdict(posts: list[dict], out) -> dict:  # type: ignore[no-untyped-def]

@@ -235,7 +235,8 @@ def _served_rewriter(engine: Any) -> dict[str, Any] | None:
     mode = getattr(engine, "lora_serving", None)
     if mode is None:
         return None
-    return {"lora_serving": mode, "checkpoint": engine.served.to_dict() if mode == "merged" else None}
+    return {"lora_serving": mode, "checkpoint": engine.served.to_dict() if mode == "merged" else None,
+            "compiled": getattr(engine, "compiled", None)}
 
 
 # What happens to one batch, whichever executor drives it.

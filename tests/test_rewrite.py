@@ -10,7 +10,7 @@ from moderator import prompts, records
 from moderator.classify import Classifier
 from moderator.config import ClassifierConfig, PolicyConfig, RewriterConfig, RuntimeConfig
 from moderator.embed import Embedder
-from moderator.engines import HFEngine, lora_int_id, lora_serving
+from moderator.engines import HFEngine, compiled, lora_int_id, lora_serving
 from moderator.errors import ModelError
 from moderator.merge import merged_model as merged_checkpoint
 from moderator.models import resolve
@@ -127,6 +127,11 @@ def test_lora_serving_auto_is_request_on_gpus_and_merged_on_cpus():
     assert lora_serving("auto", "cuda") == "request"
     assert lora_serving("auto", "cpu") == "merged"
     assert lora_serving("request", "cpu") == "request" and lora_serving("merged", "cuda") == "merged"
+
+
+def test_vllm_compiles_on_gpus_and_runs_eager_on_cpus_unless_told():
+    assert compiled("auto", "cuda") and not compiled("auto", "cpu")
+    assert compiled("on", "cpu") and not compiled("off", "cuda")
 
 
 def test_embedder_similarity():

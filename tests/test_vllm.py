@@ -44,8 +44,9 @@ def tiny_config(**kw) -> RewriterConfig:
 @pytest.fixture(scope="module")
 def engines(tiny):
     base, adapter = resolve(str(tiny.decoder), "base"), resolve(str(tiny.adapter), "adapter")
-    vllm_engine = VLLMEngine(tiny_config(lora_serving="request"), "cpu", base, adapter)
-    assert vllm_engine.lora_request is not None and vllm_engine.served == base
+    # compiled here (torch.compile, the GPU default), eager in the merged engine below (the CPU default)
+    vllm_engine = VLLMEngine(tiny_config(lora_serving="request", compile="on"), "cpu", base, adapter)
+    assert vllm_engine.lora_request is not None and vllm_engine.served == base and vllm_engine.compiled
     return vllm_engine, HFEngine(tiny_config(), "cpu", base, adapter)
 
 
@@ -110,6 +111,7 @@ def test_vllm_without_the_adapter_matches_the_bare_base_and_differs_from_the_ada
 def test_vllm_serving_the_merged_adapter_agrees_with_transformers_and_the_lora_request(merged_engine, engines):
     vllm_engine, hf_engine = engines
     assert merged_engine.lora_serving == "merged" and merged_engine.lora_request is None
+    assert not merged_engine.compiled  # eager: the CPU default
     assert merged_engine.served.path.name.startswith("merged-")
     from_merged = merged_engine.generate(PROMPTS)
     from_hf = hf_engine.generate(PROMPTS)
@@ -141,7 +143,7 @@ def test_moderate_batch_with_vllm_gives_the_same_output_as_with_transformers(tin
         assert manifest["models"]["adapter"]["sha256"] == resolve(str(tiny.adapter), "adapter").sha256
         served = manifest["served_rewriter"]
         if engine == "vllm":  # on CPU the default serves the adapter merged, and the run says so
-            assert served["lora_serving"] == "merged"
+            assert served["lora_serving"] == "merged" and served["compiled"] is False  # eager on CPU
             assert manifest["models"]["adapter"]["sha256"][:16] in served["checkpoint"]["path"]
         else:
             assert served is None
