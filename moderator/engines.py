@@ -56,6 +56,11 @@ class Engine(Protocol):
         """n generations per prompt: `generate`'s first, then n - 1 sampled at `temperature` with `seed`."""
         ...
 
+    def samples(self, prompts: list[str], n: int, temperature: float, seed: int) -> list[list[Generation]]:
+        """n generations per prompt sampled at `temperature` with `seed` (the same prompts in the same order
+        give the same samples)."""
+        ...
+
 
 def vllm_available() -> bool:
     import importlib.util
@@ -141,8 +146,10 @@ class HFEngine:
         first = self.generate(prompts)
         if n <= 1:
             return [[g] for g in first]
-        sampled = self._generate(prompts, n - 1, temperature, seed)
-        return [[g, *more] for g, more in zip(first, sampled)]
+        return [[g, *more] for g, more in zip(first, self.samples(prompts, n - 1, temperature, seed))]
+
+    def samples(self, prompts: list[str], n: int, temperature: float, seed: int) -> list[list[Generation]]:
+        return self._generate(prompts, n, temperature, seed)
 
     def _generate(self, prompts: list[str], n: int, temperature: float, seed: int | None) -> list[list[Generation]]:
         """n generations per prompt, length-sorted batches. With a seed, sampling draws from torch's
@@ -313,18 +320,28 @@ class VLLMEngine:
         same order give the same samples."""
         if n <= 1:
             return [[g] for g in self.generate(prompts)]
+        sampled = self._sampled(n - 1, temperature, seed)
+        outputs = self._seeded(prompts + prompts, [self.params] * len(prompts) + [sampled] * len(prompts), seed)
+        first, more = outputs[: len(prompts)], outputs[len(prompts):]
+        return [[self._decode(a.outputs[0].token_ids), *(self._decode(c.token_ids) for c in b.outputs)]
+                for a, b in zip(first, more)]
+
+    def samples(self, prompts: list[str], n: int, temperature: float, seed: int) -> list[list[Generation]]:
+        """n samples per prompt in one generate call, seeded as `candidates` says."""
+        outputs = self._seeded(prompts, [self._sampled(n, temperature, seed)] * len(prompts), seed)
+        return [[self._decode(c.token_ids) for c in output.outputs] for output in outputs]
+
+    def _sampled(self, n: int, temperature: float, seed: int):  # type: ignore[no-untyped-def]
         per_request = self.device != "cpu"
-        sampled = self._sampling_params(n=n - 1, temperature=temperature, max_tokens=self.config.max_new_tokens,
-                                        seed=seed if per_request else None)
+        return self._sampling_params(n=n, temperature=temperature, max_tokens=self.config.max_new_tokens,
+                                     seed=seed if per_request else None)
+
+    def _seeded(self, prompts: list[str], params: list, seed: int) -> list:
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            outputs = self.llm.generate(prompts + prompts, [self.params] * len(prompts) + [sampled] * len(prompts),
-                                        lora_request=self.lora_request, use_tqdm=False)
-        first, more = outputs[: len(prompts)], outputs[len(prompts):]
-        return [[self._decode(a.outputs[0].token_ids), *(self._decode(c.token_ids) for c in b.outputs)]
-                for a, b in zip(first, more)]
+            return self.llm.generate(prompts, params, lora_request=self.lora_request, use_tqdm=False)
 
     def _decode(self, token_ids) -> Generation:  # type: ignore[no-untyped-def]
         ids = _strip_eos(list(token_ids), self.eos_ids, None)

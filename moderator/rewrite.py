@@ -2,9 +2,12 @@
 sent to `rewrite`.
 
 Only rows whose action is `rewrite` are touched, and of those only their *targets* (policy.py): the
-toxic sentences of a long post, or the whole post. Every target gets `[rewriter] candidates`
-rewrites (the first greedy, the others sampled with a fixed seed), all of a batch's prompts in one
-engine call; `verify` picks among them and puts the post back together. A target whose prompt would
+toxic sentences of a long post, or the whole post. Every target gets up to `[rewriter] candidates`
+rewrites (the first greedy, the others sampled with a fixed seed); `verify` picks among them and
+puts the post back together. By default (`sample_when = "greedy_fails"`) the greedy rewrites of a
+batch come first, in one engine call, and are screened with verify's candidate check; only the
+targets whose greedy rewrite fails get the sampled ones, in a second call. With `always`, greedy and
+sampled rewrites of every target come from one call. A target whose prompt would
 not fit the engine's context is never handed to the engine: its post is sent to review
 (`too_long_to_rewrite`), or, with `long_posts = "truncate"`, the target's start is rewritten and the
 reason says so (`rewritten_truncated`).
@@ -13,6 +16,7 @@ reason says so (`rewritten_truncated`).
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import pyarrow as pa
 
@@ -23,6 +27,8 @@ from moderator.errors import ModelError
 from moderator.records import Action
 
 log = logging.getLogger(__name__)
+
+Screen = Callable[[list[str], list[str]], list[bool]]  # (originals, rewrites) -> whether each passes
 
 TRUNCATION_MARGIN = 4  # tokens kept free when cutting a post, for merges at the cut
 
@@ -81,7 +87,24 @@ class Rewriter:
         """Rewrites for posts that fit (no policy, no checks): for evaluation and tests."""
         return [prompts.parse_completion(g.text) for g in self.engine.generate([prompts.build_prompt(p) for p in posts])]
 
-    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+    def candidates(self, prompts_: list[str], originals: list[str], screen: Screen | None = None) -> list[list[str]]:
+        """The distinct candidate rewrites of each prompt's target, the greedy one first. With `screen`
+        (and `sample_when = "greedy_fails"`), samples only for the targets whose greedy rewrite fails it."""
+        config = self.config
+        n = config.candidates
+        if screen is None or n <= 1 or config.sample_when == "always":
+            rows = self.engine.candidates(prompts_, n, config.candidate_temperature, config.seed)
+            return [_distinct(prompts.parse_completion(g.text) for g in row) for row in rows]
+        out = [[prompts.parse_completion(g.text)] for g in self.engine.generate(prompts_)]
+        failed = [j for j, passed in enumerate(screen(originals, [row[0] for row in out])) if not passed]
+        if failed:
+            more = self.engine.samples([prompts_[j] for j in failed], n - 1, config.candidate_temperature, config.seed)
+            for j, row in zip(failed, more):
+                out[j] = _distinct([out[j][0], *(prompts.parse_completion(g.text) for g in row)])
+        return out
+
+    def __call__(self, batch: pa.RecordBatch, screen: Screen | None = None) -> pa.RecordBatch:
+        """The rewrite step: candidates for the targets of every `rewrite` row (see `candidates`)."""
         rows = records.rows_with_action(batch, Action.REWRITE)
         candidates: list[list[list[str]] | None] = [None] * batch.num_rows
         if not rows:
@@ -91,6 +114,7 @@ class Rewriter:
         actions = batch.column(records.ACTION).to_pylist()
         reasons = batch.column(records.REASON).to_pylist()
         todo: list[tuple[int, int, str]] = []  # (row, target, prompt)
+        originals: list[str] = []
         for i in rows:
             fitted = [self.fit(texts[i][t["start"]:t["end"]]) for t in targets[i]]
             if any(prompt is None for prompt, _ in fitted):
@@ -99,14 +123,13 @@ class Rewriter:
             if any(truncated for _, truncated in fitted):
                 reasons[i] = "rewritten_truncated"
             todo.extend((i, k, prompt) for k, (prompt, _) in enumerate(fitted))
+            originals.extend(texts[i][t["start"]:t["end"]] for t in targets[i])
         if todo:
-            config = self.config
-            generated = self.engine.candidates([prompt for _, _, prompt in todo], config.candidates,
-                                               config.candidate_temperature, config.seed)
+            generated = self.candidates([prompt for _, _, prompt in todo], originals, screen)
             for (i, k, _), row in zip(todo, generated):
                 if candidates[i] is None:
                     candidates[i] = [[] for _ in targets[i]]
-                candidates[i][k] = _distinct(prompts.parse_completion(g.text) for g in row)
+                candidates[i][k] = row
         batch = records.set_column(batch, records.REWRITE_CANDIDATES, pa.array(candidates, CANDIDATES_TYPE))
         batch = records.set_column(batch, records.ACTION, pa.array(actions, pa.string()))
         return records.set_column(batch, records.REASON, pa.array(reasons, pa.string()))

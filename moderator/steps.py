@@ -13,6 +13,7 @@ functions at the end are what happens to one batch, whichever executor drives it
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -176,7 +177,10 @@ def rewriting_steps(config: JobConfig, models: Models) -> NamedSteps:
         raise ValueError("rewriting is on, but the models were loaded without a rewriter")
     verify = Verify(config.policy, models.classifier, models.embedder,
                     unrewritable_threshold(config.policy, models.rewritability))
-    return [(REWRITE, models.rewriter), (VERIFY, verify)]
+    rewrite: Step = models.rewriter
+    if config.rewriter.sample_when == "greedy_fails" and config.rewriter.candidates > 1:
+        rewrite = functools.partial(models.rewriter, screen=verify.passes)  # samples only where greedy fails
+    return [(REWRITE, rewrite), (VERIFY, verify)]
 
 
 def build_steps(config: JobConfig, models: Models, rewriting: bool = True) -> Steps:

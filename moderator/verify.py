@@ -71,6 +71,12 @@ class Verify:
                                                                   [candidates[k] for k in filled]), -1.0, 1.0)
         return toxicity, similarity
 
+    def passes(self, originals: list[str], candidates: list[str]) -> list[bool]:
+        """Whether each candidate passes the candidate check against its original (one classifier and one
+        embedder pass): the rewrite step's screen before it samples more candidates."""
+        toxicity, similarity = self.score(originals, candidates)
+        return [self.check(o, c, t, s) is None for o, c, t, s in zip(originals, candidates, toxicity, similarity)]
+
     @staticmethod
     def partly_rewritten(targets: list[dict], spans: list[dict] | None) -> bool:
         """Whether a post's targets are some of its sentences, not all of them and not the post as a whole."""

@@ -45,6 +45,7 @@ def test_ints_are_accepted_for_floats_and_lists_become_tuples(tmp_path):
         ("[rewriter]\nenabled = 1\n", "enabled must be bool, not int"),
         ("[rewriter]\nlora_serving = 'fused'\n", "lora_serving = 'fused' is not one of: auto, request, merged"),
         ("[rewriter]\ncompile = 'yes'\n", "compile = 'yes' is not one of: auto, on, off"),
+        ("[rewriter]\nsample_when = 'never'\n", "sample_when = 'never' is not one of: greedy_fails, always"),
         ("[input]\nbatch_size = 0\n", "batch_size = 0 must be greater than 0"),
         ("[rewriter]\nmax_new_tokens = 2000\n", "leaves no room for the prompt"),
         ("policy = 3\n", "[policy] must be a table"),

@@ -128,11 +128,11 @@ def fail_on_call(monkeypatch, step, nth: int) -> list[int]:
     seen: list[int] = []
     original = type(step).__call__
 
-    def failing(self, batch):
+    def failing(self, batch, **options):  # options: the rewrite step's screen
         seen.append(batch.num_rows)
         if len(seen) == nth:
             raise Boom("model crashed")
-        return original(self, batch)
+        return original(self, batch, **options)
 
     monkeypatch.setattr(type(step), "__call__", failing)
     return seen

@@ -8,6 +8,7 @@ a decoder that copies its input (zero-shot, the base only repeats the post).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -16,8 +17,10 @@ from conftest import read_lines, read_output, tiny_config, write_parquet
 
 from moderator import records, sentences
 from moderator.cli import cli
-from moderator.config import RewriterConfig
+from moderator.config import RewriterConfig, RuntimeConfig
 from moderator.engines import HFEngine
+from moderator.prompts import build_prompt
+from moderator.rewrite import Rewriter
 from moderator.models import resolve
 from moderator.pipeline import run
 from moderator.verify import same_words
@@ -43,6 +46,42 @@ def test_candidates_are_deterministic_for_a_seed_and_start_with_the_greedy_rewri
     assert all(len(row) == 4 for row in first)
     assert [row[0].token_ids for row in first] == [g.token_ids for g in engine.generate(prompts)]
     assert [[g.token_ids for g in row[1:]] for row in first] != [[g.token_ids for g in row[1:]] for row in other]
+    samples = engine.samples(prompts, 3, 1.0, seed=7)  # the sampled ones alone: the same as after the greedy one
+    assert [[g.token_ids for g in row] for row in samples] == [[g.token_ids for g in row[1:]] for row in first]
+
+
+def test_samples_are_asked_for_only_where_the_greedy_rewrite_fails_the_screen(tiny):
+    """sample_when = greedy_fails (the default): a target whose greedy rewrite passes verify's check gets
+    no samples; the others get the same candidates as with `always`."""
+    config = RewriterConfig(base=str(tiny.decoder), adapter=str(tiny.adapter), engine="hf", max_new_tokens=8,
+                            candidates=4)
+    rewriter = Rewriter(config, RuntimeConfig())
+    asked: list[int] = []
+    real_samples = rewriter.engine.samples
+
+    def counting(prompts_, n, temperature, seed):  # type: ignore[no-untyped-def]
+        asked.append(len(prompts_))
+        return real_samples(prompts_, n, temperature, seed)
+
+    rewriter.engine.samples = counting
+    posts = ["you idiot", "a longer post, with more words in it, you moron", "shut up, fool"]
+    prompts_ = [build_prompt(p) for p in posts]
+    always = Rewriter.candidates(rewriter, prompts_, posts)  # no screen: greedy and samples for every target
+    assert asked == [3]
+    seen: list[list[str]] = []
+
+    def second_fails(originals, rewrites):  # type: ignore[no-untyped-def]
+        seen.append(list(originals))
+        return [k != 1 for k in range(len(rewrites))]
+
+    screened = rewriter.candidates(prompts_, posts, screen=second_fails)
+    assert seen == [posts] and asked == [3, 1]  # one screen of the greedy rewrites, samples for one target
+    assert screened[0] == always[0][:1] and screened[2] == always[2][:1]
+    assert screened[1][0] == always[1][0] and 1 <= len(screened[1]) <= 4
+    assert rewriter.candidates(prompts_, posts, screen=lambda o, r: [True] * len(r)) == [row[:1] for row in always]
+    assert asked == [3, 1]  # all passed: no samples asked for
+    rewriter.config = dataclasses.replace(config, sample_when="always")
+    assert rewriter.candidates(prompts_, posts, screen=second_fails) == always and asked == [3, 1, 3]
 
 
 def test_only_the_toxic_sentence_is_rewritten_and_every_other_byte_is_kept(tiny, tmp_path):

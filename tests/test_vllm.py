@@ -77,6 +77,11 @@ def test_vllm_candidates_come_from_one_seeded_call_greedy_first(merged_engine):
     assert all(len(row) == 3 for row in ids)
     other = merged_engine.candidates(PROMPTS, 3, 1.0, seed=6)
     assert [[g.token_ids for g in row[1:]] for row in other] != [row[1:] for row in ids]
+    # samples alone (what the rewrite step asks for when a greedy rewrite fails): seeded the same way
+    samples = [[g.token_ids for g in row] for row in merged_engine.samples(PROMPTS, 2, 1.0, seed=5)]
+    assert samples == [[g.token_ids for g in row] for row in merged_engine.samples(PROMPTS, 2, 1.0, seed=5)]
+    assert all(len(row) == 2 for row in samples) and samples != [[g.token_ids for g in row]
+                                                                 for row in merged_engine.samples(PROMPTS, 2, 1.0, seed=6)]
 
 
 def test_vllm_cpu_candidates_survive_prompts_that_chunked_prefill_splits(merged_engine):
