@@ -108,7 +108,8 @@ def _overrides(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
               help="Opt-in: toxicity from which posts are removed without trying to rewrite them. [default: off]")
 @click.option("--on-rewrite-failure", type=click.Choice(ON_REWRITE_FAILURE),
               help="Toxic posts for which no rewrite passes verification. [default: review]")
-@click.option("--candidates", type=click.IntRange(1), help="Rewrites tried per toxic sentence. [default: 4]")
+@click.option("--candidates", type=click.IntRange(1), help="Rewrites tried per toxic sentence: the greedy one, "
+              "then samples where it fails verification ([rewriter] sample_when). [default: 4]")
 @click.option("--batch-size", type=click.IntRange(1), help="Rows per record batch. [default: 512]")
 @click.option("--device", type=click.Choice(DEVICES), envvar="MODERATOR_DEVICE", help="Where models run. [default: auto]")
 @click.option("--threads", type=click.IntRange(0), envvar="MODERATOR_THREADS", help="CPU threads for torch (0: automatic).")
