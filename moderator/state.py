@@ -68,8 +68,8 @@ DECISION = {  # stored field -> working column
     "rewritten_sentences": records.REWRITTEN_SENTENCES,
 }
 # Settings that only change speed, never a decision: they are not part of the fingerprint.
-_SPEED_ONLY = {"batch_size", "max_batch_tokens", "model", "base", "adapter", "embedder", "engine", "lora_serving", "compile",
-               "kv_cache_gib", "gpu_memory_utilization"}
+_SPEED_ONLY = {"batch_size", "max_batch_tokens", "model", "base", "adapter", "embedder", "engine", "lora_serving",
+               "compile", "kv_cache_gib", "gpu_memory_utilization"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     id TEXT PRIMARY KEY,

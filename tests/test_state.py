@@ -130,3 +130,14 @@ def test_state_and_force_from_the_command_line(tiny, tmp_path):
     blocker.write_text("x")
     bad = CliRunner().invoke(cli, [*args[:-1], str(blocker / "s.sqlite"), "--out", str(tmp_path / "d")])
     assert bad.exit_code == 4 and "cannot open the state store" in bad.stderr and "Traceback" not in bad.output
+
+
+def test_the_fingerprint_ignores_speed_settings_and_not_how_candidates_are_drawn():
+    from moderator.config import JobConfig
+    from moderator.state import fingerprint
+
+    def of(**rewriter):  # type: ignore[no-untyped-def]
+        return fingerprint(JobConfig.load(overrides={"rewriter": rewriter}), {"classifier": "abc"}, False)
+
+    assert of(compile="on") == of(compile="off") == of(lora_serving="request") == of()
+    assert of(sample_when="always") != of() and of(candidates=2) != of()
