@@ -187,14 +187,17 @@ def test_verify_sends_failed_rewrites_to_review(tiny):
     assert lenient.column(records.ACTION).to_pylist() == ["remove", "remove", "rewrite", "allow"]
 
 
-def test_a_partly_rewritten_post_is_read_by_its_sentences_with_the_whole_held_to_the_context_bar(tiny):
+def test_a_partly_rewritten_post_is_read_by_its_sentences_with_the_whole_held_to_the_context_bar():
     """Only some sentences rewritten: each sentence must score under max_rewrite_toxicity and the whole
-    post under max_rewrite_context_toxicity; a post rewritten whole is held to max_rewrite_toxicity."""
+    post under max_rewrite_context_toxicity; a post rewritten whole is held to max_rewrite_toxicity.
+
+    The bundled classifier scores these texts apart (the tiny random one scores every text within 1e-4
+    of 0.496, too close for bars between them to survive a change of thread count)."""
     from moderator import sentences
     from moderator.classify import SENTENCES_TYPE
     from moderator.policy import TARGETS_TYPE
 
-    classifier = Classifier(ClassifierConfig(model=str(tiny.classifier)), RuntimeConfig())
+    classifier = Classifier(ClassifierConfig(), RuntimeConfig())
     embedder = Embedder(None, "cpu")
     post = "The bus was late again.\nYou are an idiot. See you on Monday."
     spans = sentences.split(post)
@@ -231,7 +234,7 @@ def test_a_partly_rewritten_post_is_read_by_its_sentences_with_the_whole_held_to
     assert verify([spans[1]], max_rewrite_toxicity=above_every_sentence,
                   max_rewrite_context_toxicity=max(whole_score - 0.01, 0.0)) == "rewrite_still_toxic"
     # the candidate passes, an untouched sentence of the post does not: the post fails
-    assert verify([spans[1]], max_rewrite_toxicity=float(untouched) - 1e-4,
+    assert verify([spans[1]], max_rewrite_toxicity=(float(score([candidate])[0]) + float(untouched)) / 2,
                   max_rewrite_context_toxicity=1.0) == "rewrite_still_toxic"
     whole = records.whole_post(post)
     whole_post = [(whole["start"], whole["end"])]
