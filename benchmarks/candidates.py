@@ -110,9 +110,8 @@ def greedy_first(verify, batch, generated: list, k: int) -> tuple[list, dict]:  
     flat = [(i, t, texts[i][target["start"]:target["end"]], cands[0])
             for i, row in enumerate(generated) if row is not None
             for t, (target, cands) in enumerate(zip(targets[i], row)) if cands]
-    toxicity, similarity = verify.score([f[2] for f in flat], [f[3] for f in flat])
-    passed = {(i, t) for (i, t, original, c), tox, sim in zip(flat, toxicity, similarity)
-              if verify.check(original, c, tox, sim) is None}
+    verdicts = verify.passes([f[2] for f in flat], [f[3] for f in flat])  # the rewrite step's screen
+    passed = {(i, t) for (i, t, _, _), ok in zip(flat, verdicts) if ok}
     out, greedy_only = [], 0
     for i, row in enumerate(generated):
         if row is None:
