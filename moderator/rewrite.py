@@ -116,14 +116,15 @@ class Rewriter:
         todo: list[tuple[int, int, str]] = []  # (row, target, prompt)
         originals: list[str] = []
         for i in rows:
-            fitted = [self.fit(texts[i][t["start"]:t["end"]]) for t in targets[i]]
+            pieces = [texts[i][t["start"]:t["end"]] for t in targets[i]]
+            fitted = [self.fit(piece) for piece in pieces]
             if any(prompt is None for prompt, _ in fitted):
                 actions[i], reasons[i] = Action.REVIEW, "too_long_to_rewrite"
                 continue
             if any(truncated for _, truncated in fitted):
                 reasons[i] = "rewritten_truncated"
             todo.extend((i, k, prompt) for k, (prompt, _) in enumerate(fitted))
-            originals.extend(texts[i][t["start"]:t["end"]] for t in targets[i])
+            originals.extend(pieces)
         if todo:
             generated = self.candidates([prompt for _, _, prompt in todo], originals, screen)
             for (i, k, _), row in zip(todo, generated):

@@ -177,10 +177,8 @@ def rewriting_steps(config: JobConfig, models: Models) -> NamedSteps:
         raise ValueError("rewriting is on, but the models were loaded without a rewriter")
     verify = Verify(config.policy, models.classifier, models.embedder,
                     unrewritable_threshold(config.policy, models.rewritability))
-    rewrite: Step = models.rewriter
-    if config.rewriter.sample_when == "greedy_fails" and config.rewriter.candidates > 1:
-        rewrite = functools.partial(models.rewriter, screen=verify.passes)  # samples only where greedy fails
-    return [(REWRITE, rewrite), (VERIFY, verify)]
+    # verify's candidate check screens the greedy rewrites; the rewriter's sample_when says whether it is used
+    return [(REWRITE, functools.partial(models.rewriter, screen=verify.passes)), (VERIFY, verify)]
 
 
 def build_steps(config: JobConfig, models: Models, rewriting: bool = True) -> Steps:
