@@ -165,6 +165,20 @@ def test_a_preference_tuned_adapter_bundles_with_a_card_of_both_stages(tiny, tmp
     assert stats["method"] == "dpo" and stats["start_training"]["method"] == "lora"
     assert load_file(dest / "adapter_model.safetensors")[next(iter(_tensors(out)))].dtype == torch.bfloat16
 
+    # A second round, started from the first round's adapter: the card tells all three stages.
+    again = tmp_path / "dpo2"
+    prefer.train(_preferences(tmp_path / "p.jsonl"), out, again, max_steps=1, batch_size=4, bf16=False,
+                 checkpoint_every=0)
+    card = (bundle.bundle_rewriter(again, table, tmp_path / "bundled2") / "README.md").read_text()
+    assert "### Stage 1: supervised fine-tuning" in card
+    assert "### Stage 2: preference tuning, round 1" in card and "### Stage 3: preference tuning, round 2" in card
+    assert card.count("DPO (TRL) on 16 preference pairs") == 2
+    assert "The reference model is the stage-2 adapter" in card and "stage-1 adapter's" in card
+    stats = json.loads((tmp_path / "bundled2" / "train_stats.json").read_text())
+    assert [s["method"] for s in bundle.training_chain(stats)] == ["lora", "dpo", "dpo"]
+    with pytest.raises(ValueError, match="not recorded"):
+        bundle.training_chain({**stats, "start_training": None})
+
 
 def test_scoring_only_the_answers_on_the_cpu_gives_the_same_training(tiny, tmp_path, monkeypatch):
     import contextlib

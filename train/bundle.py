@@ -134,26 +134,39 @@ def _sft_section(stats: dict) -> str:
 {s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{extra}{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
 
 
-def _dpo_section(stats: dict) -> str:
+def _dpo_section(stats: dict, stage: int = 2) -> str:
     s = stats["stats"]
     why = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in stats.get("rejected_why", {}).items())
     return f"""`{stats['command']}`
 
 DPO (TRL) on {stats['preference_pairs']:,} preference pairs from self-training (`{stats['preferences_file']}`):
-for a toxic text the rewriter was not trained on, the chosen rewrite is one of its own sampled
-candidates that passed the strict check (non-toxic, similar, a plausible length, not a copy, no
+for a toxic text that no supervised stage trained on, the chosen rewrite is one of the stage-{stage - 1} adapter's
+own sampled candidates that passed the strict check (non-toxic, similar, a plausible length, not a copy, no
 known insult kept); the rejected one is another candidate for the same text ({why}).
-The reference model is the stage-1 adapter, frozen beside the trained copy on the same base. Loss:
+The reference model is the stage-{stage - 1} adapter, frozen beside the trained copy on the same base. Loss:
 {' + '.join(stats['loss'])} (the chosen rewrite's log-likelihood, weight {stats['sft_weight']}), beta {stats['beta']},
 learning rate {stats['lr']}, batch {stats['batch_size']}, {s['steps']} steps, {stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads:
 {s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
+
+
+def training_chain(stats: dict) -> list[dict]:
+    """The stages that made an adapter, first to last: a supervised run, then each preference-tuning
+    round that started from the one before (each DPO run keeps its start adapter's stats)."""
+    chain = [stats]
+    while chain[0]["method"] == "dpo":
+        start = chain[0].get("start_training")
+        if not start:
+            raise ValueError("a preference-tuned adapter whose start adapter's training is not recorded")
+        chain.insert(0, start)
+    return chain
 
 
 def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
     from moderator import prompts
     from train.detox_eval import format_table
 
-    sft = stats.get("start_training") if stats["method"] == "dpo" else stats
+    chain = training_chain(stats)
+    sft = chain[0]
     samples = table.get("samples", {})
     shown = [name for name in samples if name != "input"]
     sample_lines = []
@@ -175,8 +188,10 @@ def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
     recorded = [n for n in rows if rows[n].get("recorded")]
     if recorded:
         comparison += " " + " ".join(f"{n}: {rows[n]['recorded']}" for n in recorded)
-    stages = (f"### Stage 1: supervised fine-tuning\n\n{_sft_section(sft)}\n\n### Stage 2: preference tuning\n\n"
-              f"{_dpo_section(stats)}" if stats["method"] == "dpo" else _sft_section(stats))
+    stages = _sft_section(sft) if len(chain) == 1 else "\n\n".join(
+        [f"### Stage 1: supervised fine-tuning\n\n{_sft_section(sft)}"]
+        + [f"### Stage {k}: preference tuning{', round ' + str(k - 1) if len(chain) > 2 else ''}\n\n"
+           f"{_dpo_section(step, k)}" for k, step in enumerate(chain[1:], start=2)])
     self_trained = (", plus the rewriter's own rewrites of forum, Jigsaw and Davidson comments"
                     if stats["method"] == "dpo" or sft.get("extra_pairs") else "")
     return f"""# moderator's default detox rewriter
