@@ -150,6 +150,9 @@ def test_a_preference_tuned_adapter_bundles_with_a_card_of_both_stages(tiny, tmp
     row = {"STA": 0.9, "SIM": 0.8, "chrF": 0.7, "J": 0.5, "STA*": 0.95, "J*": 0.52, "n": 4}
     recorded = bundle.recorded_rows(["full"], shipped)
     assert recorded["full"]["recorded"].startswith("measured ") and "J*" not in recorded["full"]
+    assert "the project's judge only" in recorded["full"]["recorded"]
+    both_judges = bundle.recorded_rows(["SFT LoRA"], shipped)["SFT LoRA"]  # measured with J* too
+    assert "J*" in both_judges and "judge only" not in both_judges["recorded"]
     with pytest.raises(ValueError, match="no row 'nope'"):
         bundle.recorded_rows(["nope"], shipped)
     table = {"split": "dev", "sentences": 4, "samples": {"input": ["you idiot"], "LoRA (shipped)": ["you are wrong"]},

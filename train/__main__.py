@@ -363,8 +363,9 @@ def bundle_detox(model, compare, data, engine, limit, recorded, threads) -> None
         raise click.ClickException(str(exc)) from None
     import json
 
-    method = json.loads((Path(model) / "train_stats.json").read_text()).get("method", "lora")
-    named = {f"{'DPO ' if method == 'dpo' else ''}LoRA (shipped)": str(model), **_named(compare)}
+    rounds = len(bundle.training_chain(json.loads((Path(model) / "train_stats.json").read_text()))) - 1
+    named = {f"{'' if not rounds else 'DPO ' if rounds == 1 else f'DPO x{rounds} '}LoRA (shipped)": str(model),
+             **_named(compare)}
     table = detox_eval.evaluate(named, data, limit=limit, engine=engine)
     table["rows"] = {**{k: v for k, v in table["rows"].items() if k != "human rewrites"}, **carried,
                      "human rewrites": table["rows"]["human rewrites"]}

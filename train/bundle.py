@@ -94,8 +94,9 @@ def recorded_rows(names: list[str], folder: Path = BUNDLED / "rewriter") -> dict
     missing = [n for n in names if n not in rows]
     if missing:
         raise ValueError(f"{folder / 'metrics.json'} has no row {missing[0]!r} (it has: {', '.join(rows)})")
+    judge_only = " with the project's judge only"
     return {n: {**rows[n], "recorded": rows[n].get("recorded") or
-                f"measured {metrics['bundled']} with the project's judge only (the model is not kept)."}
+                f"measured {metrics['bundled']}{'' if 'J*' in rows[n] else judge_only} (the model is not kept)."}
             for n in names}
 
 
