@@ -142,7 +142,7 @@ def test_a_preference_tuned_adapter_bundles_with_a_card_of_both_stages(tiny, tmp
     shutil.copytree(tiny.adapter, start)
     shipped = bundle.BUNDLED / "rewriter"
     shipped_stats = json.loads((shipped / "train_stats.json").read_text())
-    sft_stats = shipped_stats.get("start_training") or shipped_stats  # the shipped adapter's supervised stage
+    sft_stats = bundle.training_chain(shipped_stats)[0]  # the shipped adapter's supervised stage
     (start / "train_stats.json").write_text(json.dumps(sft_stats))  # as if the start were that SFT adapter
     out = tmp_path / "dpo"
     prefer.train(_preferences(tmp_path / "p.jsonl"), start, out, max_steps=1, batch_size=4, bf16=False,

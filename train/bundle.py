@@ -189,6 +189,8 @@ def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
     recorded = [n for n in rows if rows[n].get("recorded")]
     if recorded:
         comparison += " " + " ".join(f"{n}: {rows[n]['recorded']}" for n in recorded)
+        comparison += (" A recorded row's STA and J come from the project's classifier of that day, which may have "
+                       "been retrained since; STA* and J* do not depend on it.")
     stages = _sft_section(sft) if len(chain) == 1 else "\n\n".join(
         [f"### Stage 1: supervised fine-tuning\n\n{_sft_section(sft)}"]
         + [f"### Stage {k}: preference tuning{', round ' + str(k - 1) if len(chain) > 2 else ''}\n\n"
