@@ -363,14 +363,17 @@ def bundle_detox(model, compare, data, engine, limit, recorded, threads) -> None
         raise click.ClickException(str(exc)) from None
     import json
 
-    rounds = len(bundle.training_chain(json.loads((Path(model) / "train_stats.json").read_text()))) - 1
+    rounds = bundle.preference_rounds(json.loads((Path(model) / "train_stats.json").read_text()))
     named = {f"{'' if not rounds else 'DPO ' if rounds == 1 else f'DPO x{rounds} '}LoRA (shipped)": str(model),
              **_named(compare)}
     table = detox_eval.evaluate(named, data, limit=limit, engine=engine)
     table["rows"] = {**{k: v for k, v in table["rows"].items() if k != "human rewrites"}, **carried,
                      "human rewrites": table["rows"]["human rewrites"]}
     click.echo(detox_eval.format_table(table))
-    click.echo(f"bundled into {bundle.bundle_rewriter(Path(model), table)}", err=True)
+    try:
+        click.echo(f"bundled into {bundle.bundle_rewriter(Path(model), table)}", err=True)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @cli.command()

@@ -104,6 +104,9 @@ def bundle_rewriter(src: Path, table: dict, dest: Path = BUNDLED / "rewriter") -
     stats = json.loads((src / "train_stats.json").read_text())
     if stats["method"] == "dpo" and not stats.get("start_training"):
         start = Path(stats["start_adapter"]) / "train_stats.json"  # read before the bundle replaces it
+        if not start.exists():
+            raise ValueError(f"{src}: preference-tuned from {stats['start_adapter']}, whose training is not recorded "
+                             f"(no {start}): the model card cannot tell how the adapter was made")
         stats["start_training"] = json.loads(start.read_text())
     _copy(src, dest, REWRITER_FILES)
     (dest / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
@@ -160,6 +163,14 @@ def training_chain(stats: dict) -> list[dict]:
             raise ValueError("a preference-tuned adapter whose start adapter's training is not recorded")
         chain.insert(0, start)
     return chain
+
+
+def preference_rounds(stats: dict) -> int:
+    """How many preference-tuning rounds made an adapter, as far as its stats record them."""
+    rounds = 0
+    while stats and stats.get("method") == "dpo":
+        rounds, stats = rounds + 1, stats.get("start_training")
+    return rounds
 
 
 def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
