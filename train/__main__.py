@@ -363,7 +363,8 @@ def bundle_detox(model, compare, data, engine, limit, recorded, threads) -> None
         raise click.ClickException(str(exc)) from None
     import json
 
-    rounds = bundle.preference_rounds(json.loads((Path(model) / "train_stats.json").read_text()))
+    stages = bundle.training_chain(json.loads((Path(model) / "train_stats.json").read_text()), complete=False)
+    rounds = sum(stage["method"] == "dpo" for stage in stages)
     named = {f"{'' if not rounds else 'DPO ' if rounds == 1 else f'DPO x{rounds} '}LoRA (shipped)": str(model),
              **_named(compare)}
     table = detox_eval.evaluate(named, data, limit=limit, engine=engine)

@@ -153,24 +153,19 @@ learning rate {stats['lr']}, batch {stats['batch_size']}, {s['steps']} steps, {s
 {s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
 
 
-def training_chain(stats: dict) -> list[dict]:
+def training_chain(stats: dict, complete: bool = True) -> list[dict]:
     """The stages that made an adapter, first to last: a supervised run, then each preference-tuning
-    round that started from the one before (each DPO run keeps its start adapter's stats)."""
+    round that started from the one before (each DPO run keeps its start adapter's stats). A start
+    whose training is not recorded is an error, or with complete=False where the chain begins."""
     chain = [stats]
     while chain[0]["method"] == "dpo":
         start = chain[0].get("start_training")
         if not start:
-            raise ValueError("a preference-tuned adapter whose start adapter's training is not recorded")
+            if complete:
+                raise ValueError("a preference-tuned adapter whose start adapter's training is not recorded")
+            break
         chain.insert(0, start)
     return chain
-
-
-def preference_rounds(stats: dict) -> int:
-    """How many preference-tuning rounds made an adapter, as far as its stats record them."""
-    rounds = 0
-    while stats and stats.get("method") == "dpo":
-        rounds, stats = rounds + 1, stats.get("start_training")
-    return rounds
 
 
 def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
