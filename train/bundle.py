@@ -234,8 +234,9 @@ embeddings of input and output; chrF = sacrebleu chrF against the human rewrites
 sentences of STA x SIM x chrF. The project's classifier also picked self-training's data, so it is not
 the only judge: STA* = 1 - alt-profanity-check's probability and J* = mean of STA* x SIM x chrF. Computed
 with `python -m train eval-detox` (greedy decoding); the human row scores each sentence's first rewrite
-against its other rewrites, on the sentences that have two or more. Weights MB is the trained weights as
-saved by training (float32; bundled adapters are stored in bfloat16, half that).
+against its other rewrites, on the sentences that have two or more. Weights MB is the size of the weight
+files evaluated: float32 as training saves them, or half that where a row was read from an adapter
+bundled earlier (stored in bfloat16, as the shipped one is).
 
 ```
 {format_table(table)}
