@@ -181,14 +181,22 @@ def test_a_preference_tuned_adapter_bundles_with_a_card_of_both_stages(tiny, tmp
     assert [s["method"] for s in bundle.training_chain(stats)] == ["lora", "dpo", "dpo"]
     with pytest.raises(ValueError, match="not recorded"):
         bundle.training_chain({**stats, "start_training": None})
-    assert bundle.training_chain({**stats, "start_training": None}, complete=False) == [{**stats, "start_training": None}]
     # A start adapter without recorded training (a user's own): a one-line error, not a card without a stage.
     orphan = tmp_path / "orphan"
     shutil.copytree(again, orphan)
     (orphan / "train_stats.json").write_text(json.dumps({**stats, "start_training": None,
                                                          "start_adapter": str(tmp_path / "nowhere")}))
     with pytest.raises(ValueError, match="training is not recorded"):
+        bundle.training_stats(orphan)  # what bundle-detox checks before it evaluates
+    with pytest.raises(ValueError, match="training is not recorded"):
         bundle.bundle_rewriter(orphan, table, tmp_path / "bundled3")
+    assert not (tmp_path / "bundled3").exists()
+    from click.testing import CliRunner
+
+    from train.__main__ import cli
+
+    result = CliRunner().invoke(cli, ["bundle-detox", str(orphan)])  # fails before evaluating anything
+    assert result.exit_code == 1 and "training is not recorded" in result.output and "Traceback" not in result.output
 
 
 def test_scoring_only_the_answers_on_the_cpu_gives_the_same_training(tiny, tmp_path, monkeypatch):

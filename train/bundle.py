@@ -100,14 +100,23 @@ def recorded_rows(names: list[str], folder: Path = BUNDLED / "rewriter") -> dict
             for n in names}
 
 
-def bundle_rewriter(src: Path, table: dict, dest: Path = BUNDLED / "rewriter") -> Path:
+def training_stats(src: Path) -> dict:
+    """A trained rewriter's train_stats.json, with its start adapter's training filled in where a
+    preference-tuning run did not record it (read from the start adapter, before a bundle replaces
+    it); an error where neither has it, since the model card could not tell how it was made."""
+    src = Path(src)
     stats = json.loads((src / "train_stats.json").read_text())
     if stats["method"] == "dpo" and not stats.get("start_training"):
-        start = Path(stats["start_adapter"]) / "train_stats.json"  # read before the bundle replaces it
+        start = Path(stats["start_adapter"]) / "train_stats.json"
         if not start.exists():
             raise ValueError(f"{src}: preference-tuned from {stats['start_adapter']}, whose training is not recorded "
                              f"(no {start}): the model card cannot tell how the adapter was made")
         stats["start_training"] = json.loads(start.read_text())
+    return stats
+
+
+def bundle_rewriter(src: Path, table: dict, dest: Path = BUNDLED / "rewriter") -> Path:
+    stats = training_stats(src)
     _copy(src, dest, REWRITER_FILES)
     (dest / "train_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     if (dest / "adapter_model.safetensors").exists():
@@ -153,17 +162,14 @@ learning rate {stats['lr']}, batch {stats['batch_size']}, {s['steps']} steps, {s
 {s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
 
 
-def training_chain(stats: dict, complete: bool = True) -> list[dict]:
+def training_chain(stats: dict) -> list[dict]:
     """The stages that made an adapter, first to last: a supervised run, then each preference-tuning
-    round that started from the one before (each DPO run keeps its start adapter's stats). A start
-    whose training is not recorded is an error, or with complete=False where the chain begins."""
+    round that started from the one before (each DPO run keeps its start adapter's stats)."""
     chain = [stats]
     while chain[0]["method"] == "dpo":
         start = chain[0].get("start_training")
         if not start:
-            if complete:
-                raise ValueError("a preference-tuned adapter whose start adapter's training is not recorded")
-            break
+            raise ValueError("a preference-tuned adapter whose start adapter's training is not recorded")
         chain.insert(0, start)
     return chain
 
