@@ -148,22 +148,37 @@ def test_a_preference_tuned_adapter_bundles_with_a_card_of_both_stages(tiny, tmp
     prefer.train(_preferences(tmp_path / "p.jsonl"), start, out, max_steps=1, batch_size=4, bf16=False,
                  checkpoint_every=0)
     row = {"STA": 0.9, "SIM": 0.8, "chrF": 0.7, "J": 0.5, "STA*": 0.95, "J*": 0.52, "n": 4}
-    recorded = bundle.recorded_rows(["full"], shipped)
-    assert recorded["full"]["recorded"].startswith("measured ") and "J*" not in recorded["full"]
-    assert "the project's judge only" in recorded["full"]["recorded"]
-    both_judges = bundle.recorded_rows(["SFT LoRA"], shipped)["SFT LoRA"]  # measured with J* too
+    earlier = tmp_path / "earlier"  # an earlier card's metrics: one row measured before J* existed
+    earlier.mkdir()
+    old_full = {"STA": 0.88, "SIM": 0.86, "chrF": 0.77, "J": 0.6, "n": 4,
+                "training": {"trainable_params": 9, "total_params": 9, "seconds": 60.0, "peak_rss_mb": 10.0, "steps": 8}}
+    (earlier / "metrics.json").write_text(json.dumps(
+        {"bundled": "2026-11-25", "evaluation": {"rows": {"full": old_full, "SFT LoRA": row}}}))
+    recorded = bundle.recorded_rows(["full"], earlier)
+    assert recorded["full"]["recorded"] == "measured 2026-11-25 with the project's judge only (the model is not kept)."
+    assert "J*" not in recorded["full"]
+    both_judges = bundle.recorded_rows(["SFT LoRA"], earlier)["SFT LoRA"]  # measured with J* too
     assert "J*" in both_judges and "judge only" not in both_judges["recorded"]
     with pytest.raises(ValueError, match="no row 'nope'"):
-        bundle.recorded_rows(["nope"], shipped)
+        bundle.recorded_rows(["nope"], earlier)
+    self_trained = {**row, "J": 0.48, "J*": 0.49, "training": {
+        "trainable_params": 7, "total_params": 9, "seconds": 120.0, "peak_rss_mb": 20.0, "steps": 12, "method": "lora",
+        "command": "python -m train detox --out runs/detox-self --extra-pairs runs/kept.jsonl", "extra_pairs": 3117,
+        "extra_pairs_file": "runs/kept.jsonl", "precision": "bf16 autocast, fp32 weights"}}
     table = {"split": "dev", "sentences": 4, "samples": {"input": ["you idiot"], "LoRA (shipped)": ["you are wrong"]},
              "rows": {"copy input": {**row, "J": 0.01, "J*": 0.02}, "LoRA (shipped)": row,
-                      "SFT LoRA": {**row, "J": 0.45, "J*": 0.47}, **recorded}}
+                      "SFT LoRA": {**row, "J": 0.45, "J*": 0.47}, "Self-trained LoRA": self_trained, **recorded}}
     dest = bundle.bundle_rewriter(out, table, tmp_path / "bundled")
     card = (dest / "README.md").read_text()
     assert "### Stage 1: supervised fine-tuning" in card and "### Stage 2: preference tuning" in card
     assert "DPO (TRL) on 16 preference pairs" in card and "16 copy" in card
     assert "The shipped adapter minus SFT LoRA: J +0.050, J* +0.050." in card
     assert "full: measured " in card and "STA*" in card
+    # Every compared row that carries its training says how to make it again.
+    assert ("- **Self-trained LoRA** (LoRA, 7 trainable parameters): `python -m train detox --out runs/detox-self "
+            "--extra-pairs runs/kept.jsonl`: 12 steps, 2 min, peak RSS 20 MB, bf16 autocast, fp32 weights; 3,117 "
+            "self-training pairs (`runs/kept.jsonl`) beside the ParaDetox pairs.") in card
+    assert "- **full** (full fine-tune, 9 trainable parameters): training command not recorded: 8 steps" in card
     stats = json.loads((dest / "train_stats.json").read_text())
     assert stats["method"] == "dpo" and stats["start_training"]["method"] == "lora"
     assert load_file(dest / "adapter_model.safetensors")[next(iter(_tensors(out)))].dtype == torch.bfloat16

@@ -174,6 +174,26 @@ def training_chain(stats: dict) -> list[dict]:
     return chain
 
 
+def _other_rows_section(table: dict, shipped: str) -> str:
+    """How each compared model was trained, from the train_stats its row carries: every row of the
+    table stays reproducible, not only the shipped adapter's chain."""
+    lines = []
+    for name, row in table["rows"].items():
+        training = row.get("training")
+        if name == shipped or not training:
+            continue
+        how = f"`{training['command']}`" if training.get("command") else "training command not recorded"
+        extra = (f"; {training['extra_pairs']:,} self-training pairs (`{training.get('extra_pairs_file')}`) beside "
+                 "the ParaDetox pairs" if training.get("extra_pairs") else "")
+        method = training.get("method") or ("full" if training["trainable_params"] == training["total_params"] else "lora")
+        kind = {"lora": "LoRA", "full": "full fine-tune", "dpo": "DPO on a LoRA adapter"}.get(method, method)
+        lines.append(f"- **{name}** ({kind}, {training['trainable_params']:,} trainable "
+                     f"parameters): {how}: {training['steps']} steps, {training['seconds'] / 60:.0f} min, peak RSS "
+                     f"{training['peak_rss_mb']:.0f} MB{', ' + training['precision'] if training.get('precision') else ''}"
+                     f"{extra}.{' ' + training['note'] if training.get('note') else ''}")
+    return "\n".join(lines)
+
+
 def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
     from moderator import prompts
     from train.detox_eval import format_table
@@ -207,6 +227,9 @@ def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
         [f"### Stage 1: supervised fine-tuning\n\n{_sft_section(sft)}"]
         + [f"### Stage {k}: preference tuning{', round ' + str(k - 1) if len(chain) > 2 else ''}\n\n"
            f"{_dpo_section(step, k)}" for k, step in enumerate(chain[1:], start=2)])
+    other_rows = _other_rows_section(table, shipped)
+    if other_rows:
+        other_rows = "\n\nHow the other rows were trained:\n\n" + other_rows
     self_trained = (", plus the rewriter's own rewrites of forum, Jigsaw and Davidson comments"
                     if stats["method"] == "dpo" or sft.get("extra_pairs") else "")
     return f"""# moderator's default detox rewriter
@@ -248,7 +271,7 @@ bundled earlier (stored in bfloat16, as the shipped one is).
 {format_table(table)}
 ```
 
-{comparison}
+{comparison}{other_rows}
 
 Samples (first dev sentences):
 
