@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from moderator import prompts
+from moderator import models, prompts
 from train import data, prefer
 from train.__main__ import cli
 
@@ -94,6 +94,8 @@ def test_dpo_changes_the_adapter_and_not_the_base(tiny, tmp_path):
         "base_model_name_or_path"]
     stats = json.loads((out / "train_stats.json").read_text())
     assert stats["method"] == "dpo" and stats["stats"]["steps"] == 2 and stats["preference_pairs"] == 16
+    assert stats["candidates_by"] is None  # pairs without the filter's stats beside them
+    assert stats["start_sha256"] == models.tree_sha256(Path(tiny.adapter))
     assert stats["loss"] == ["sigmoid", "sft"] and stats["rejected_why"] == {"copy": 16}
     assert not (out / "checkpoint").exists()
 
@@ -238,3 +240,25 @@ def test_scoring_only_the_answers_on_the_cpu_gives_the_same_training(tiny, tmp_p
     for name in fast:
         assert torch.allclose(fast[name], slow[name], atol=1e-6, rtol=0), name
     assert trl_utils._use_triton(torch.device("cpu")) is False  # the switch is undone after training
+
+
+def test_the_card_says_whose_candidates_a_dpo_round_learned_from():
+    from train import bundle
+
+    run = {"preference_pairs": 3, "preferences_file": "runs/st/preferences.jsonl", "rejected_why": {"copy": 3},
+           "loss": ["sigmoid", "sft"], "sft_weight": 1.0, "beta": 0.1, "lr": 5e-5, "batch_size": 8,
+           "torch_threads": 2, "command": "python -m train prefer ...",
+           "stats": {"steps": 1, "seconds": 60.0, "peak_rss_mb": 100.0}, "start_sha256": "aa" * 32}
+    sft = {"extra_pairs": 0}
+    # Candidates sampled by the start adapter itself (or not recorded, as in rounds run before this was).
+    for by in (None, {"ref": "runs/start", "sha256": "aa" * 32}):
+        text = bundle._dpo_section({**run, "candidates_by": by}, 2, sft)
+        assert "one of the stage-1 adapter's own\nsampled candidates" in text
+        assert "for a toxic text that no supervised stage trained on," in text
+    # Candidates from another adapter, and a supervised stage that trained on self-training's kept rewrites.
+    other = {"ref": "moderator/bundled/rewriter", "sha256": "bb" * 32}
+    text = bundle._dpo_section({**run, "candidates_by": other}, 2,
+                               {"extra_pairs": 5, "extra_pairs_file": "runs/st/kept.jsonl"})
+    assert "one of another adapter's (`moderator/bundled/rewriter`, sha256 bbbbbbbbbbbb, not the stage-1 one)" in text
+    assert "stage 1 also trained on self-training's kept rewrites, `runs/st/kept.jsonl`" in text
+    assert "stage-1 adapter's own" not in text

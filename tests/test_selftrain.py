@@ -244,8 +244,13 @@ def test_filter_keeps_the_good_rewrite_and_says_why_the_others_fail(scorer, tmp_
         {"source": "davidson", "text": "you are a dumb lazy bum", "candidates": []},
     ]
     candidates.write_text("".join(json.dumps(r) + "\n" for r in records) + '{"source": "forum", "tex')
+    sampler = {"ref": "runs/detox-sft", "path": "/x/runs/detox-sft", "sha256": "ab" * 32}
+    candidates.with_suffix(".stats.json").write_text(json.dumps({"models": {"base": {"ref": "pip:b"}, "adapter": sampler}}))
     out, preferences = tmp_path / "kept.jsonl", tmp_path / "preferences.jsonl"
     stats = selftrain_filter.run(candidates, out, scorer, preferences=preferences)
+    # Which model sampled the candidates travels with the kept pairs and the preference pairs.
+    assert stats["generated_by"] == {"base": {"ref": "pip:b"}, "adapter": sampler}
+    assert json.loads(preferences.with_suffix(".stats.json").read_text())["generated_by"]["adapter"] == sampler
 
     kept = read_lines(out)
     assert [(k["toxic"], k["neutral"], k["candidate"]) for k in kept] == [

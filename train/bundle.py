@@ -147,14 +147,20 @@ def _sft_section(stats: dict) -> str:
 {s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{extra}{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
 
 
-def _dpo_section(stats: dict, stage: int = 2) -> str:
+def _dpo_section(stats: dict, stage: int = 2, sft: dict | None = None) -> str:
     s = stats["stats"]
     why = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in stats.get("rejected_why", {}).items())
+    by = stats.get("candidates_by")
+    owner = (f"the stage-{stage - 1} adapter's own" if not by or by.get("sha256") == stats.get("start_sha256")
+             else f"another adapter's (`{by['ref']}`, sha256 {by['sha256'][:12]}, not the stage-{stage - 1} one)")
+    texts = ("that no supervised stage trained on" if not (sft or {}).get("extra_pairs") else
+             f"without a human rewrite (stage 1 also trained on self-training's kept rewrites, "
+             f"`{sft.get('extra_pairs_file')}`, which may hold these texts)")
     return f"""`{stats['command']}`
 
 DPO (TRL) on {stats['preference_pairs']:,} preference pairs from self-training (`{stats['preferences_file']}`):
-for a toxic text that no supervised stage trained on, the chosen rewrite is one of the stage-{stage - 1} adapter's
-own sampled candidates that passed the strict check (non-toxic, similar, a plausible length, not a copy, no
+for a toxic text {texts}, the chosen rewrite is one of {owner}
+sampled candidates that passed the strict check (non-toxic, similar, a plausible length, not a copy, no
 known insult kept); the rejected one is another candidate for the same text ({why}).
 The reference model is the stage-{stage - 1} adapter, frozen beside the trained copy on the same base. Loss:
 {' + '.join(stats['loss'])} (the chosen rewrite's log-likelihood, weight {stats['sft_weight']}), beta {stats['beta']},
@@ -226,7 +232,7 @@ def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
     stages = _sft_section(sft) if len(chain) == 1 else "\n\n".join(
         [f"### Stage 1: supervised fine-tuning\n\n{_sft_section(sft)}"]
         + [f"### Stage {k}: preference tuning{', round ' + str(k - 1) if len(chain) > 2 else ''}\n\n"
-           f"{_dpo_section(step, k)}" for k, step in enumerate(chain[1:], start=2)])
+           f"{_dpo_section(step, k, sft)}" for k, step in enumerate(chain[1:], start=2)])
     other_rows = _other_rows_section(table, shipped)
     if other_rows:
         other_rows = "\n\nHow the other rows were trained:\n\n" + other_rows

@@ -206,6 +206,8 @@ def train(
         "seq2seq": False,
         "preference_pairs": len(pairs),
         "preferences_file": str(preferences),
+        "candidates_by": _candidates_by(Path(preferences)),
+        "start_sha256": models.tree_sha256(models.resolve_path(str(adapter), "start adapter")),
         "preferences_dropped": dropped,
         "rejected_why": _count(p.rejected_why for p in pairs),
         "sources": _count(p.source for p in pairs),
@@ -223,6 +225,15 @@ def train(
     }, stats)
     shutil.rmtree(folder, ignore_errors=True)
     return Trained(model, info)
+
+
+def _candidates_by(preferences: Path) -> dict | None:
+    """The adapter that sampled the pairs' candidates, from the filter's stats beside the pairs
+    (selftrain-filter writes them); None where the pairs came without them."""
+    stats = preferences.with_suffix(".stats.json")
+    if not stats.exists():
+        return None
+    return (json.loads(stats.read_text()).get("generated_by") or {}).get("adapter")
 
 
 @contextlib.contextmanager

@@ -289,8 +289,22 @@ def run(candidates: Path, out: Path, scorer: Scorer, limits: Thresholds = Thresh
     if preferences and tmp_pref:
         os.replace(tmp_pref, preferences)
     stats = {"candidates_file": str(candidates), "kept_file": out.name,
-             "preferences_file": preferences.name if preferences else None, "thresholds": asdict(limits),
+             "preferences_file": preferences.name if preferences else None,
+             "generated_by": generated_by(candidates), "thresholds": asdict(limits),
              "models": scorer.identity() if hasattr(scorer, "identity") else None,
              **tally.summary(), "seconds": round(time.perf_counter() - start, 1)}
-    out.with_suffix(".stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    text = json.dumps(stats, indent=2) + "\n"
+    out.with_suffix(".stats.json").write_text(text)
+    if preferences:  # beside the pairs too: preference tuning records whose candidates it learned from
+        preferences.with_suffix(".stats.json").write_text(text)
     return stats
+
+
+def generated_by(candidates: Path) -> dict | None:
+    """The model that sampled the candidates (base and adapter, with their sha256), from the stats
+    selftrain-candidates wrote beside them; None where there are none."""
+    stats = candidates.with_suffix(".stats.json")
+    if not stats.exists():
+        return None
+    models = json.loads(stats.read_text()).get("models") or {}
+    return {"base": models.get("base"), "adapter": models.get("adapter")}
