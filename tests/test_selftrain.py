@@ -317,6 +317,10 @@ def test_training_adds_the_extra_pairs_and_drops_dev_ones(tiny, tmp_path):
     kept.write_text("".join(json.dumps(x) + "\n" for x in lines))
     examples, counts = detox.training_examples(str(SHARED_DATA), 0, extra_pairs=kept)
     assert examples[-2:] == fresh and counts["extra_pairs"] == 2
+    assert counts["extra_pairs_by"] is None  # no filter stats beside them
+    sampler = {"ref": "runs/detox-dpo", "path": "/x", "sha256": "cd" * 32}
+    kept.with_suffix(".stats.json").write_text(json.dumps({"generated_by": {"base": None, "adapter": sampler}}))
+    assert detox.training_examples(str(SHARED_DATA), 0, extra_pairs=kept)[1]["extra_pairs_by"] == sampler
     assert counts["extra_pairs_dropped"] == {"dev": 1, "blank": 0, "duplicate": 1, "already_in_paradetox": 1}
 
     out = tmp_path / "model"
@@ -328,6 +332,13 @@ def test_training_adds_the_extra_pairs_and_drops_dev_ones(tiny, tmp_path):
     # 6 sampled ParaDetox pairs; the extra pair that repeats a ParaDetox pair is new to this sample
     assert (stats["paradetox_pairs"], stats["extra_pairs"], stats["train_pairs"]) == (6, 3, 9)
     assert stats["extra_pairs_file"] == str(kept) and not (out / "checkpoint").exists()
+    assert stats["extra_pairs_by"] == sampler
+    from train import bundle  # the card names the adapter that sampled the self-training pairs
+
+    section = bundle._sft_section(stats)
+    assert f"Self-training added 3 pairs of its own (`{kept}`: rewrites that `runs/detox-dpo` (sha256 cdcdcdcdcdcd) " \
+           "sampled for toxic sentences it was not trained on" in section
+    assert "an earlier adapter of this project sampled" in bundle._sft_section({**stats, "extra_pairs_by": None})
 
 
 @needs_data

@@ -137,8 +137,10 @@ def _sft_section(stats: dict) -> str:
     capped = stats["epochs_seen"] < 1
     extra = ""
     if stats.get("extra_pairs"):
+        by = stats.get("extra_pairs_by")
+        sampler = (f"`{by['ref']}` (sha256 {by['sha256'][:12]})" if by else "an earlier adapter of this project")
         extra = (f" Self-training added {stats['extra_pairs']:,} pairs of its own (`{stats.get('extra_pairs_file')}`: "
-                 "the rewriter's own sampled rewrites of toxic sentences it was not trained on, kept by a strict "
+                 f"rewrites that {sampler} sampled for toxic sentences it was not trained on, kept by a strict "
                  "check) to the ParaDetox pairs.")
     return f"""`{stats['command']}`
 

@@ -230,10 +230,9 @@ def train(
 def _candidates_by(preferences: Path) -> dict | None:
     """The adapter that sampled the pairs' candidates, from the filter's stats beside the pairs
     (selftrain-filter writes them); None where the pairs came without them."""
-    stats = preferences.with_suffix(".stats.json")
-    if not stats.exists():
-        return None
-    return (json.loads(stats.read_text()).get("generated_by") or {}).get("adapter")
+    from train.selftrain_filter import generated_by
+
+    return (generated_by(preferences.with_suffix(".stats.json"), stats=True) or {}).get("adapter")
 
 
 @contextlib.contextmanager

@@ -300,11 +300,15 @@ def run(candidates: Path, out: Path, scorer: Scorer, limits: Thresholds = Thresh
     return stats
 
 
-def generated_by(candidates: Path) -> dict | None:
-    """The model that sampled the candidates (base and adapter, with their sha256), from the stats
-    selftrain-candidates wrote beside them; None where there are none."""
-    stats = candidates.with_suffix(".stats.json")
-    if not stats.exists():
+def generated_by(path: Path, stats: bool = False) -> dict | None:
+    """The model that sampled a candidates file (base and adapter, with their sha256), from the stats
+    selftrain-candidates wrote beside it; with `stats`, from a filter's stats file (kept.stats.json),
+    which carries it on. None where there is nothing to read it from."""
+    found = path if stats else path.with_suffix(".stats.json")
+    if not found.exists():
         return None
-    models = json.loads(stats.read_text()).get("models") or {}
+    recorded = json.loads(found.read_text())
+    if stats:
+        return recorded.get("generated_by")
+    models = recorded.get("models") or {}
     return {"base": models.get("base"), "adapter": models.get("adapter")}
