@@ -262,3 +262,19 @@ def test_the_card_says_whose_candidates_a_dpo_round_learned_from():
     assert "one of another adapter's (`moderator/bundled/rewriter`, sha256 bbbbbbbbbbbb, not the stage-1 one)" in text
     assert "stage 1 also trained on self-training's kept rewrites, `runs/st/kept.jsonl`" in text
     assert "stage-1 adapter's own" not in text
+
+
+def test_the_shipped_row_is_named_after_how_the_adapter_was_made():
+    from train import bundle
+    from train.detox_eval import format_table
+
+    sft, self_trained, dpo = {"method": "lora"}, {"method": "lora", "extra_pairs": 3117}, {"method": "dpo"}
+    assert bundle.chain_name([sft]) == "SFT LoRA"
+    assert bundle.chain_name([sft, dpo]) == "DPO LoRA"
+    assert bundle.chain_name([sft, dpo, dpo]) == "DPO x2 LoRA"
+    assert bundle.chain_name([self_trained]) == "Self-trained LoRA"
+    assert bundle.chain_name([self_trained, dpo]) == "Self-trained + DPO LoRA"
+    row = {"STA": 0.9, "SIM": 0.8, "chrF": 0.7, "J": 0.5, "n": 4}
+    long = "Self-trained + DPO x2 LoRA (shipped)"
+    lines = format_table({"sentences": 4, "rows": {long: row, "copy input": row}}).splitlines()
+    assert lines[2].startswith(long + " ") and lines[3].index("0.900") == lines[2].index("0.900")  # columns align

@@ -360,11 +360,10 @@ def bundle_detox(model, compare, data, engine, limit, recorded, threads) -> None
     try:
         carried = bundle.recorded_rows(list(recorded))
         # Before the evaluation (minutes): an adapter whose training cannot be told fails now.
-        rounds = len(bundle.training_chain(bundle.training_stats(Path(model)))) - 1
+        chain = bundle.training_chain(bundle.training_stats(Path(model)))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    named = {f"{'' if not rounds else 'DPO ' if rounds == 1 else f'DPO x{rounds} '}LoRA (shipped)": str(model),
-             **_named(compare)}
+    named = {f"{bundle.chain_name(chain)} (shipped)": str(model), **_named(compare)}
     table = detox_eval.evaluate(named, data, limit=limit, engine=engine)
     table["rows"] = {**{k: v for k, v in table["rows"].items() if k != "human rewrites"}, **carried,
                      "human rewrites": table["rows"]["human rewrites"]}

@@ -202,6 +202,15 @@ def _other_rows_section(table: dict, shipped: str) -> str:
     return "\n".join(lines)
 
 
+def chain_name(chain: list[dict]) -> str:
+    """A row name that says how an adapter was made: "SFT LoRA", "Self-trained LoRA" (its supervised
+    stage had self-training pairs), and "DPO" or "DPO xN" for its preference rounds."""
+    rounds = len(chain) - 1
+    start = "Self-trained" if chain[0].get("extra_pairs") else "SFT" if rounds == 0 else ""
+    dpo = "" if not rounds else "DPO" if rounds == 1 else f"DPO x{rounds}"
+    return " + ".join(part for part in (start, dpo) if part) + " LoRA"
+
+
 def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
     from moderator import prompts
     from train.detox_eval import format_table

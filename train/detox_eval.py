@@ -150,15 +150,16 @@ def _cell(value: float | None) -> str:
 
 
 def format_table(table: dict) -> str:
+    width = max([24, *(len(name) for name in table["rows"])])
     lines = [f"ParaDetox dev, {table['sentences']} sentences: STA, SIM, chrF, J = mean(STA x SIM x chrF); "
              "STA*, J*: the same with alt-profanity-check as the toxicity judge",
-             f"{'system':<24} {'STA':>6} {'SIM':>6} {'chrF':>6} {'J':>6} {'STA*':>6} {'J*':>6} {'n':>6}"
+             f"{'system':<{width}} {'STA':>6} {'SIM':>6} {'chrF':>6} {'J':>6} {'STA*':>6} {'J*':>6} {'n':>6}"
              "  trainable params  weights MB  train s  peak MB"]
     for name, row in table["rows"].items():
         t = row.get("training", {})
         extra = (f"  {t['trainable_params']:>16,}  {_cell(t.get('weights_mb')):>10}  {t['seconds']:>7.0f}"
                  f"  {t['peak_rss_mb']:>7.0f}" if t else "")
         independent = (f" {row['STA*']:>6.3f} {row['J*']:>6.3f}" if "J*" in row else f" {'-':>6} {'-':>6}")
-        lines.append(f"{name:<24} {row['STA']:>6.3f} {row['SIM']:>6.3f} {row['chrF']:>6.3f} {row['J']:>6.3f}"
+        lines.append(f"{name:<{width}} {row['STA']:>6.3f} {row['SIM']:>6.3f} {row['chrF']:>6.3f} {row['J']:>6.3f}"
                      f"{independent} {row['n']:>6}{extra}")
     return "\n".join(lines)
