@@ -320,6 +320,7 @@ def test_training_adds_the_extra_pairs_and_drops_dev_ones(tiny, tmp_path):
     assert counts["extra_pairs_by"] is None  # no filter stats beside them
     sampler = {"ref": "runs/detox-dpo", "path": "/x", "sha256": "cd" * 32}
     kept.with_suffix(".stats.json").write_text(json.dumps({"generated_by": {"base": None, "adapter": sampler}}))
+    assert selftrain_filter.sampled_by(kept) == sampler
     assert detox.training_examples(str(SHARED_DATA), 0, extra_pairs=kept)[1]["extra_pairs_by"] == sampler
     assert counts["extra_pairs_dropped"] == {"dev": 1, "blank": 0, "duplicate": 1, "already_in_paradetox": 1}
 

@@ -32,6 +32,7 @@ from moderator import models, prompts
 from moderator.causal_lm import load_lm
 from train import data
 from train.loop import Checkpointing, Trained, fit, save_run_info, schedule, seed_everything
+from train.selftrain_filter import sampled_by
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,8 @@ def training_examples(data_dir: str, seed: int, max_pairs: int | None = None,
         fresh = [(a, b) for a, b in extra if (data.normalize(a), data.normalize(b)) not in known]
         dropped["already_in_paradetox"] = len(extra) - len(fresh)
         examples = examples + fresh
-        from train.selftrain_filter import generated_by
-
-        sampler = (generated_by(Path(extra_pairs).with_suffix(".stats.json"), stats=True) or {}).get("adapter")
         counts.update(extra_pairs=len(fresh), extra_pairs_file=str(extra_pairs), extra_pairs_dropped=dropped,
-                      extra_pairs_by=sampler)
+                      extra_pairs_by=sampled_by(Path(extra_pairs)))
     return examples, counts
 
 

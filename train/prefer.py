@@ -40,6 +40,7 @@ from moderator import models, prompts
 from train import data
 from train.detox import load_base
 from train.loop import RunStats, Trained, count_params, peak_rss_mb, save_run_info, seed_everything
+from train.selftrain_filter import sampled_by
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def train(
         "seq2seq": False,
         "preference_pairs": len(pairs),
         "preferences_file": str(preferences),
-        "candidates_by": _candidates_by(Path(preferences)),
+        "candidates_by": sampled_by(Path(preferences)),
         "start_sha256": models.tree_sha256(models.resolve_path(str(adapter), "start adapter")),
         "preferences_dropped": dropped,
         "rejected_why": _count(p.rejected_why for p in pairs),
@@ -225,14 +226,6 @@ def train(
     }, stats)
     shutil.rmtree(folder, ignore_errors=True)
     return Trained(model, info)
-
-
-def _candidates_by(preferences: Path) -> dict | None:
-    """The adapter that sampled the pairs' candidates, from the filter's stats beside the pairs
-    (selftrain-filter writes them); None where the pairs came without them."""
-    from train.selftrain_filter import generated_by
-
-    return (generated_by(preferences.with_suffix(".stats.json"), stats=True) or {}).get("adapter")
 
 
 @contextlib.contextmanager

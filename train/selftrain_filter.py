@@ -300,15 +300,20 @@ def run(candidates: Path, out: Path, scorer: Scorer, limits: Thresholds = Thresh
     return stats
 
 
-def generated_by(path: Path, stats: bool = False) -> dict | None:
+def generated_by(candidates: Path) -> dict | None:
     """The model that sampled a candidates file (base and adapter, with their sha256), from the stats
-    selftrain-candidates wrote beside it; with `stats`, from a filter's stats file (kept.stats.json),
-    which carries it on. None where there is nothing to read it from."""
-    found = path if stats else path.with_suffix(".stats.json")
-    if not found.exists():
+    selftrain-candidates wrote beside it; None where there are none."""
+    stats = candidates.with_suffix(".stats.json")
+    if not stats.exists():
         return None
-    recorded = json.loads(found.read_text())
-    if stats:
-        return recorded.get("generated_by")
-    models = recorded.get("models") or {}
+    models = json.loads(stats.read_text()).get("models") or {}
     return {"base": models.get("base"), "adapter": models.get("adapter")}
+
+
+def sampled_by(pairs: Path) -> dict | None:
+    """The adapter that sampled the candidates behind a filter's output (kept or preference pairs), from
+    the stats the filter wrote beside it (`generated_by`); None where there is nothing to read it from."""
+    stats = pairs.with_suffix(".stats.json")
+    if not stats.exists():
+        return None
+    return (json.loads(stats.read_text()).get("generated_by") or {}).get("adapter")
