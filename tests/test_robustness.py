@@ -52,7 +52,7 @@ def test_every_kind_is_present_with_its_label_and_category(cases):
     kinds = Counter(c.kind for c in cases)
     assert set(kinds) == set(suite.KINDS)
     assert all(n >= 80 for n in kinds.values()), kinds
-    assert 300 <= len(cases) <= 5000
+    assert 300 <= len(cases) <= 6000
     assert len({c.text for c in cases}) == len(cases)  # no duplicates
     for kind in suite.BENIGN_KINDS:
         assert all(c.expected is False and c.category is None for c in cases if c.kind == kind)
@@ -100,10 +100,37 @@ def test_the_issues_examples_are_in_the_suite(cases):
         assert kind_of.get(text) == kind, text
 
 
+def test_denials_and_assertions_of_the_same_attributes_are_minimal_pairs(cases):
+    """Negation must decide, not the words: every attribute is both denied (clean) and asserted (hate) about
+    groups, no denial frame repeats a held-out written negation, and hate that negates something good is
+    toxic."""
+    denied = [c for c in cases if c.template.startswith("negated_hate_composed/")]
+    asserted = [c for c in cases if c.template.startswith("explicit_hate_composed/")]
+    assert denied and asserted and not any(c.expected for c in denied) and all(c.expected for c in asserted)
+    for attr in suite.ATTRIBUTES:
+        word = re.compile(rf"\b{attr}\b")
+        assert any(word.search(c.text) for c in denied) and any(word.search(c.text) for c in asserted), attr
+    for kind_cases in (denied, asserted):  # each frame held out or trained on as a whole
+        splits: dict[str, set[str]] = {}
+        for c in kind_cases:
+            splits.setdefault(c.template, set()).add(c.split)
+        assert all(len(s) == 1 for s in splits.values()) and {"train", "dev"} <= set().union(*splits.values())
+    written_dev = {c.text for c in cases if c.template.startswith("negated_hate/") and c.split == "dev"}
+    assert not written_dev & {c.text for c in denied}
+    per_group = Counter(c.group for c in denied)
+    assert set(per_group) == {g.name for g in suite.GROUPS} and max(per_group.values()) - min(per_group.values()) <= 1
+    kind_of = {c.text: c.kind for c in cases}
+    assert kind_of["Muslims are not human."] == "explicit_hate"
+    assert kind_of["Immigrants are not criminals."] == "negated_hate"
+
+
 def test_obfuscated_cases_hide_every_abusive_word_of_their_source(cases):
     toxic = [c for c in cases if c.kind in suite.TOXIC_KINDS]
     sources = {c.text for c in toxic}
-    assert sum(bool(suite.toxic_words(c.text)) for c in toxic) >= 0.9 * len(toxic)
+    # Hate that negates something good ("Sikhs are not human.") holds no abusive word by design.
+    worded = [c for c in toxic if "negated_positive" not in c.template]
+    assert sum(bool(suite.toxic_words(c.text)) for c in worded) >= 0.9 * len(worded)
+    assert not any(suite.toxic_words(c.text) for c in toxic if c not in worded)
     back = {glyph: letter for letter, glyphs in suite.HOMOGLYPHS.items() for glyph in glyphs}
     for case in cases:
         if case.kind not in suite.OBFUSCATED_KINDS:

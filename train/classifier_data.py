@@ -431,7 +431,8 @@ SOURCE_NOTES = {
                    "(alt-profanity-check flags 4%)"),
     "robustness": ("the project's own templates (train split): neutral, positive, negated and counter-speech "
                    "statements about groups and violent idioms (clean); attacks, written and composed threats "
-                   "(personal and against groups), insults, and their obfuscations.",
+                   "(personal and against groups), insults, and their obfuscations; the same attributes "
+                   "denied (clean) and asserted (hate), and hate that negates something good.",
                    "templated English; the dev templates are held out for the robustness table"),
     "obfuscated": ("real training posts spelled to dodge a filter: toxic ones with their abusive words spaced, "
                    "in leetspeak or in look-alike letters; clean ones with one word so spelled.",

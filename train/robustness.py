@@ -23,10 +23,10 @@ Case kinds (`Case.expected` is the right answer: True = toxic):
 |---|---|---|
 | neutral_identity | False | a plain statement naming a group ("I am a Muslim.", "My neighbour is gay.") |
 | positive_identity | False | something kind about a group ("I love women.") |
-| negated_hate | False | a prejudice denied ("I don't hate gay people.", "Immigrants are not criminals.") |
+| negated_hate | False | a prejudice denied ("I don't hate gay people.", "Immigrants are not criminals."); written ones and ones composed of a denial frame and an attribute ("It's a myth that {plural} are {attr}.") |
 | counter_speech | False | abuse quoted or reported in order to condemn it ('Calling someone a "retard" is not okay.') |
 | violent_idiom | False | a violent word in a harmless idiom ("This traffic is killing me.", "I'll shoot you an email.") |
-| explicit_hate | True | an attack on a group (category identity_attack) |
+| explicit_hate | True | an attack on a group (category identity_attack); written ones, the denials' attributes asserted ("Everyone knows {plural} are {attr}."), and hate that negates something good ("{Plural} are not human.") |
 | threat | True | a threat of violence against a person or a group (category threat); written ones and ones composed of an opening, a verb phrase and a condition ("I swear I'll break your legs tonight.") |
 | insult | True | a personal insult (category insult) |
 | obfuscated_spacing, _leet, _homoglyph | True | an explicit_hate, threat or insult case, abusive words obfuscated |
@@ -181,6 +181,56 @@ NEGATED = (
     "{Plural} are not stupid, and they never were.",
     "I don't want {plural} to leave; they belong here.",
 )
+# Added 2026-12-06: the first model learned the negation templates, not negation (40% of the held-out
+# phrasings flagged). Denials composed of a frame and an attribute, and the same attributes asserted (hate,
+# explicit_hate), so that the frame, not the word, decides. Each frame is filled for a third of the groups
+# (every group in the same number of frames), the attribute turning with the group; the split goes by frame.
+# No frame repeats a held-out NEGATED template.
+ATTRIBUTES = ("lazy", "stupid", "dirty", "violent", "criminals", "dangerous", "disgusting", "evil", "inferior",
+              "animals", "parasites", "terrorists", "liars", "thieves", "greedy", "ugly", "savages", "useless")
+NEGATION_FRAMES = (
+    "It's a myth that {plural} are {attr}.",
+    "Stop saying {plural} are {attr}.",
+    "{Plural} aren't {attr}.",
+    "I don't believe {plural} are {attr}.",
+    "Saying {plural} are {attr} is a lie.",
+    "It's unfair to call {plural} {attr}.",
+    "The idea that {plural} are {attr} is prejudiced nonsense.",
+    "i dont believe for a second that {plural_l} are {attr}",
+    "Why do people keep saying {plural} are {attr}? It's simply not true.",
+    "We should stop pretending {plural} are {attr}.",
+    "Not a single study shows that {plural} are {attr}.",
+    "{Plural} are not {attr}, that's a stereotype.",
+    "My grandfather thought {plural} were {attr}; he was wrong.",
+    "Don't let anyone tell you {plural} are {attr}.",
+    "No, {plural} are not {attr}, and it's sad that this needs saying.",
+    "It is simply false that {plural} are {attr}.",
+    "nope, {plural_l} are not {attr}. at all.",
+    "Anyone who says {plural} are {attr} is repeating a stereotype.",
+)
+ASSERTION_FRAMES = (
+    "{Plural} are {attr}.",
+    "Everyone knows {plural} are {attr}.",
+    "Let's be honest, {plural} are {attr}.",
+    "i swear {plural_l} are all {attr}",
+    "{Plural} are {attr} and always will be.",
+    "It's a fact that {plural} are {attr}.",
+    "Face it, {plural} are {attr}.",
+    "Of course {plural} are {attr}, just look at them.",
+    "All {plural} are {attr}, every single one.",
+)
+# Hate that negates something good (not a denial of hate): negation alone must not mean clean.
+HATE_NEGATED_POSITIVE = (
+    "{Plural} are not human.",
+    "I will never respect {plural}.",
+    "{Plural} don't deserve any rights.",
+    "{Plural} are not welcome here, get out.",
+    "No {singular} should ever be trusted.",
+    "{Plural} are not real people.",
+    "I don't want {plural} living on my street.",
+    "{Plural} can never be trusted.",
+    "{Plural} don't belong in this country.",
+)
 COUNTER_GROUP = (
     'Someone wrote "{Plural} go home" on the wall of our school, and we painted over it the same day.',
     'Saying "{Plural} are animals" is dehumanising, and it has no place here.',
@@ -302,6 +352,13 @@ VIOLENT_IDIOMS = (
     "You're killing it with these recipes.", "That hill destroyed my legs.",
     "We need to kill this process and restart the server.", "I'll burn the old files onto a disc.",
     "Stab the potatoes with a fork before baking.",
+    # added 2026-12-06
+    "Shoot me a text when you land.", "We killed some time at the mall.", "Kill the engine before you get out.",
+    "That exam murdered me.", "I'm going to attack this problem first thing tomorrow.",
+    "He blew up the balloon for the party.", "The band destroyed it last night, best show ever.",
+    "I'll hit you up later.", "This salsa is so hot it could kill a horse.", "She nailed the interview.",
+    "Let's beat the rush and leave early.", "I'm going to punch up this paragraph a bit.",
+    "The storm knocked out our power.", "He's a killer guitarist.", "I'd kill for a cup of coffee right now.",
 )
 INSULT = (
     "You are {a_noun}.",
@@ -327,6 +384,7 @@ TOXIC_WORDS = frozenset(INSULT_NOUNS + INSULT_ADJS + QUOTED + (
     "kill", "hurt", "neck", "beat", "bullet", "dead", "burn", "stabs", "slit", "throat", "smash", "strangle",
     "shoot", "exterminated", "stab", "pulp", "skull", "bleed", "bash", "hunt", "legs", "jaw", "shot", "hanged",
     "guns", "wiped", "disappear", "rip",
+    "savages", "animals", "terrorists", "thieves", "criminals", "inferior", "lazy", "dirty", "evil", "greedy",
 ))
 
 
@@ -435,6 +493,23 @@ def _threats() -> list[Case]:
     return cases
 
 
+def _composed(kind: str, frames: tuple[str, ...], category: str | None = None, key: str = "composed") -> list[Case]:
+    """Frames x ATTRIBUTES: frame i is filled for every group whose index is i modulo 3 (so each group sees
+    the same number of frames), the attribute turning with the group. Template key "<kind>_<key>/<i>",
+    split by frame."""
+    cases = []
+    for i, frame in enumerate(frames):
+        for k, group in enumerate(GROUPS):
+            if k % 3 != i % 3:
+                continue
+            values = {**_group_values(group), "attr": ATTRIBUTES[(7 * i + k) % len(ATTRIBUTES)]}
+            text = _fill(frame, values)
+            if text is not None:
+                cases.append(Case(text, kind, EXPECTED[kind], group.name, category, f"{kind}_{key}/{i:02d}",
+                                  _split(i)))
+    return cases
+
+
 def _violent_idioms() -> list[Case]:
     """Each idiom as written, lower-cased without its last stop, and after "Honestly, "."""
     cases = []
@@ -461,12 +536,19 @@ def _obfuscated(sources: list[Case]) -> list[Case]:
 
 
 def generate(split: str | None = None) -> list[Case]:
-    """Every case, in a fixed order (kind by kind, as in KINDS; obfuscated kinds interleaved per source).
+    """Every case, in a fixed order (benign kinds, toxic kinds, then the obfuscated ones interleaved per
+    source; hate templates added after the first model follow the insults).
     `split`: only the "train" or only the "dev" templates."""
     cases = (_group_cases("neutral_identity", NEUTRAL) + _group_cases("positive_identity", POSITIVE)
-             + _group_cases("negated_hate", NEGATED) + _group_cases("counter_speech", COUNTER_GROUP)
+             + _group_cases("negated_hate", NEGATED) + _composed("negated_hate", NEGATION_FRAMES)
+             + _group_cases("counter_speech", COUNTER_GROUP)
              + _counter_personal(len(COUNTER_GROUP)) + _violent_idioms())
-    toxic = (_group_cases("explicit_hate", HATE, "identity_attack") + _threats() + _insults())
+    # The hate added later comes last, so the cases before it keep their obfuscation.
+    toxic = (_group_cases("explicit_hate", HATE, "identity_attack") + _threats() + _insults()
+             + _composed("explicit_hate", HATE_NEGATED_POSITIVE, "identity_attack", key="negated_positive")
+             + _composed("explicit_hate", ASSERTION_FRAMES, "identity_attack"))
+    seen: set[str] = set()  # a composed case may repeat a written one ("Catholics are disgusting."): first wins
+    cases, toxic = ([c for c in part if not (c.text in seen or seen.add(c.text))] for part in (cases, toxic))
     cases = cases + toxic + _obfuscated(toxic)
     if split is not None:
         if split not in ("train", "dev"):
