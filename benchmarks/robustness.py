@@ -12,8 +12,9 @@ nationality, gender, sexual orientation, disability, age) that are neutral ("I a
 abuse to condemn it ('Calling someone a "retard" is not okay.'), all expected clean; and attacks on
 groups (explicit_hate), threats and personal insults, all expected toxic, plus each of those once more
 with its abusive words obfuscated by spacing ("i d i o t", "s.t.u.p.i.d"), leetspeak or masking
-("1d10t", "f*ck") or look-alike letters from other scripts (homoglyph; Unicode NFKC, which the
-classifier applies, does not undo them). Every group gets the same phrasings. Every third template of
+("1d10t", "f*ck"), look-alike letters from other scripts (homoglyph; Unicode NFKC, which the
+classifier applies, does not undo them), a typo ("idoit", "idot") or glued to a neighbouring word
+("youidiot"). Every group gets the same phrasings. Every third template of
 a kind is a "dev" template: training may use the "train" cases (train/robustness.py generate, swap_identity,
 obfuscate), and the dev column then shows phrasings it never saw.
 

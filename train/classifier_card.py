@@ -215,6 +215,7 @@ English only. The sources are tweets, Wikipedia talk pages, news-site comments a
 2017-2021; text from other sites, eras or communities will differ, and the calibration holds at the
 stated prior on this mix, not on every site: check the flag rate on a sample of your own posts. Labels
 are crowd-sourced and noisy; categories with few labelled examples (threat, sexual) are the least
-reliable. Obfuscations other than spacing, leetspeak and look-alike letters (misspellings, joined
-words, masked letters) are caught only as far as the training data shows them.
+reliable. Spacing, leetspeak and look-alike letters are read back as words before scoring; typos and
+words glued together are caught only as far as the training data (machine-made copies of real posts)
+shows them, and other obfuscations not at all.
 """

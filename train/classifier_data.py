@@ -62,7 +62,7 @@ CATEGORIES = LABELS[1:]
 UNKNOWN = -1
 IDENTITY_TYPES = ("ableist", "homophobic", "racist", "sexist", "transphobic")
 COUNTERFACTUALS_PER_SOURCE = 3000  # clean posts naming a group, each swapped once
-OBFUSCATED_PER_SOURCE = (800, 300)  # toxic posts with their abusive words obfuscated; clean posts, one word
+OBFUSCATED_PER_SOURCE = (1200, 450)  # toxic posts with their abusive words obfuscated; clean posts, one word
 OBFUSCATED_SOURCES = ("jigsaw", "davidson", "olid", "gab", "forum", "paradetox")
 
 
@@ -354,9 +354,10 @@ def _counterfactuals(examples: list[Example], per_source: int, seed: int) -> lis
 
 
 def _obfuscated(examples: list[Example], per_source: tuple[int, int], seed: int) -> list[Example]:
-    """Real training posts spelled to dodge a filter (spaced letters, leetspeak, look-alike letters, dealt
-    out in turn), labels unchanged: toxic posts with their abusive words (robustness.TOXIC_WORDS)
-    obfuscated, so the model learns what the de-obfuscation leaves behind; and clean posts with one
+    """Real training posts spelled to dodge a filter (spaced letters, leetspeak, look-alike letters, typos,
+    words glued together; dealt out in turn), labels unchanged: toxic posts with their abusive words
+    (robustness.TOXIC_WORDS) obfuscated, so the model learns what the de-obfuscation leaves behind (and
+    the typos and glued words it does not undo); and clean posts with one
     longer word obfuscated, so that odd spelling alone is not a sign of toxicity. Up to `per_source`
     (toxic, clean) from each of OBFUSCATED_SOURCES, training split only."""
     rng = random.Random(seed + 1)
@@ -435,7 +436,8 @@ SOURCE_NOTES = {
                    "denied (clean) and asserted (hate), and hate that negates something good.",
                    "templated English; the dev templates are held out for the robustness table"),
     "obfuscated": ("real training posts spelled to dodge a filter: toxic ones with their abusive words spaced, "
-                   "in leetspeak or in look-alike letters; clean ones with one word so spelled.",
+                   "in leetspeak, in look-alike letters, with a typo or glued to a neighbouring word; clean "
+                   "ones with one word so spelled.",
                    "only the abusive words the robustness suite lists; machine-made spellings"),
     "counterfactual": ("training posts that name a group, the group swapped for another (label unchanged).",
                        "swaps only the groups train/robustness.py knows"),

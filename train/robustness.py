@@ -14,8 +14,9 @@ set), and the two helpers training can reuse to build counterfactual and obfusca
   group, `identity_terms(text)` says where the group terms are. Bare adjectives that are everyday words
   ("white", "old", "deaf") count only before a word for people ("a white man", not "a white wall").
 - `obfuscate(text, how, seed=0, words=None)`: the abusive words of a text spaced out ("i d i o t",
-  "s.t.u.p.i.d"), in leetspeak or masked ("1d10t", "f*ck"), or with look-alike letters from other
-  scripts ("іdіоt" with Cyrillic і and о, which Unicode NFKC normalisation does not undo).
+  "s.t.u.p.i.d"), in leetspeak or masked ("1d10t", "f*ck"), with look-alike letters from other
+  scripts ("іdіоt" with Cyrillic і and о, which Unicode NFKC normalisation does not undo), with a typo
+  ("idoit", "idot") or glued to the next word ("youidiot").
 
 Case kinds (`Case.expected` is the right answer: True = toxic):
 
@@ -29,10 +30,10 @@ Case kinds (`Case.expected` is the right answer: True = toxic):
 | explicit_hate | True | an attack on a group (category identity_attack); written ones, the denials' attributes asserted ("Everyone knows {plural} are {attr}."), and hate that negates something good ("{Plural} are not human.") |
 | threat | True | a threat of violence against a person or a group (category threat); written ones and ones composed of an opening, a verb phrase and a condition ("I swear I'll break your legs tonight.") |
 | insult | True | a personal insult (category insult) |
-| obfuscated_spacing, _leet, _homoglyph | True | an explicit_hate, threat or insult case, abusive words obfuscated |
+| obfuscated_spacing, _leet, _homoglyph, _typo, _joined | True | an explicit_hate, threat or insult case, abusive words obfuscated |
 
 Each toxic case that holds a word of TOXIC_WORDS is obfuscated once, one way: the source cases are dealt
-out to the three obfuscated kinds in turn; in every third one about a group, the group's name is
+out to the five obfuscated kinds in turn; in every third one about a group, the group's name is
 obfuscated too.
 
 `Case.group` is the identity group a case is about (None for personal insults and threats and for
@@ -54,7 +55,7 @@ from dataclasses import dataclass
 BENIGN_KINDS = ("neutral_identity", "positive_identity", "negated_hate", "counter_speech", "violent_idiom")
 GROUP_KINDS = ("neutral_identity", "positive_identity", "negated_hate", "counter_speech", "explicit_hate", "threat")
 TOXIC_KINDS = ("explicit_hate", "threat", "insult")
-OBFUSCATIONS = ("spacing", "leet", "homoglyph")
+OBFUSCATIONS = ("spacing", "leet", "homoglyph", "typo", "joined")
 OBFUSCATED_KINDS = tuple(f"obfuscated_{how}" for how in OBFUSCATIONS)
 KINDS = BENIGN_KINDS + TOXIC_KINDS + OBFUSCATED_KINDS
 EXPECTED = {kind: kind not in BENIGN_KINDS for kind in KINDS}
@@ -521,7 +522,7 @@ def _violent_idioms() -> list[Case]:
 
 def _obfuscated(sources: list[Case]) -> list[Case]:
     """Each source case that holds an abusive word, obfuscated one way: the sources are dealt out to the
-    three obfuscations in turn. For every third case about a group the group's words are hidden too."""
+    obfuscations in turn. For every third case about a group the group's words are hidden too."""
     cases = []
     usable = [c for c in sources if toxic_words(c.text)]
     for i, case in enumerate(usable):
@@ -761,7 +762,47 @@ def _homoglyph(word: str, rng: random.Random) -> str:
     return "".join(chars)
 
 
-_OBFUSCATORS = {"spacing": _space, "leet": _leet, "homoglyph": _homoglyph}
+def _typo(word: str, rng: random.Random) -> str:
+    """A slip of the keyboard that keeps the first letter: two neighbouring letters swapped ("idoit") or
+    one left out ("idot"); a word of two or three letters gets its last two swapped ("yuo")."""
+    if len(word) <= 3:
+        swapped = word[:-2] + word[-1] + word[-2]
+        return swapped if swapped != word else word[:-1]
+    if rng.random() < 0.5:
+        spots = [i for i in range(1, len(word) - 2) if word[i] != word[i + 1]]
+        if spots:
+            i = rng.choice(spots)
+            return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    i = rng.randrange(1, len(word) - 1)
+    return word[:i] + word[i + 1:]
+
+
+_GLUE_BEFORE = re.compile(r"[A-Za-z][ \t]+$")
+_GLUE_AFTER = re.compile(r"^[ \t]+[A-Za-z]")
+
+
+def _join(text: str, targets: set[str], rng: random.Random) -> str:
+    """Each target word glued to the word before it ("youidiot"), or to the word after it when none is
+    before; a word with no word beside it gets a typo instead."""
+    out, last = [], 0
+    for m in _WORD.finditer(text):
+        if m.group(0).lower() not in targets or len(m.group(0)) < 2:
+            continue
+        before = _GLUE_BEFORE.search(text, max(last - 1, 0), m.start())  # a word glued just before counts
+        after = _GLUE_AFTER.match(text[m.end():])
+        if before:
+            out += [text[last:max(before.start() + 1, last)], m.group(0)]
+            last = m.end()
+        elif after:
+            out += [text[last:m.start()], m.group(0)]
+            last = m.end() + after.end() - 1
+        else:
+            out += [text[last:m.start()], _typo(m.group(0), rng)]
+            last = m.end()
+    return "".join(out) + text[last:]
+
+
+_OBFUSCATORS = {"spacing": _space, "leet": _leet, "homoglyph": _homoglyph, "typo": _typo}
 
 
 def obfuscate(text: str, how: str, seed: int = 0, words: list[str] | None = None) -> str:
@@ -769,12 +810,15 @@ def obfuscate(text: str, how: str, seed: int = 0, words: list[str] | None = None
 
     - spacing: letters split by a space, dot, hyphen, underscore or asterisk ("i d i o t", "s.t.u.p.i.d");
     - leet: letters replaced by look-alike digits and symbols ("1d10t", "5tup!d") or vowels masked ("f*ck");
-    - homoglyph: letters replaced by look-alike Cyrillic, Greek or Armenian ones.
+    - homoglyph: letters replaced by look-alike Cyrillic, Greek or Armenian ones;
+    - typo: two neighbouring letters swapped or one left out ("idoit", "idot"), the first letter kept;
+    - joined: the word glued to its neighbour, the space between them left out ("youidiot").
 
     Which words: `words` (matched as whole words, ignoring case), or by default those of TOXIC_WORDS in
     the text, or when it has none, every word of four letters or more. Every chosen word of two letters
-    or more comes out changed. Deterministic: the same text, `how` and `seed` give the same output."""
-    if how not in _OBFUSCATORS:
+    or more comes out changed (joined: glued to a neighbour, or with a typo when it has none).
+    Deterministic: the same text, `how` and `seed` give the same output."""
+    if how not in OBFUSCATIONS:
         raise ValueError(f"unknown obfuscation {how!r}; choose from {', '.join(OBFUSCATIONS)}")
     if words is None:
         targets = {w.lower() for w in toxic_words(text)} or {
@@ -782,6 +826,8 @@ def obfuscate(text: str, how: str, seed: int = 0, words: list[str] | None = None
     else:
         targets = {w.lower() for item in words for w in _WORD.findall(item)}
     rng = random.Random(f"{how}|{seed}|{text}")
+    if how == "joined":
+        return _join(text, targets, rng)
     change = _OBFUSCATORS[how]
 
     def replace(m: re.Match[str]) -> str:
