@@ -82,7 +82,8 @@ def test_dpo_changes_the_adapter_and_not_the_base(tiny, tmp_path):
     out = tmp_path / "dpo"
     result = CliRunner().invoke(cli, ["prefer", str(_preferences(tmp_path / "p.jsonl")), "--adapter",
                                       str(tiny.adapter), "--out", str(out), "--max-steps", "2", "--batch-size", "4",
-                                      "--lr", "1e-2", "--fp32", "--checkpoint-every", "1"])
+                                      "--lr", "1e-2", "--fp32", "--checkpoint-every", "1",
+                                      "--note", "A two-step run of the test."])
     assert result.exit_code == 0, result.output
     start, tuned = _tensors(Path(tiny.adapter)), _tensors(out)
     assert start.keys() == tuned.keys()  # the trained adapter only: the frozen reference copy is not saved
@@ -97,6 +98,7 @@ def test_dpo_changes_the_adapter_and_not_the_base(tiny, tmp_path):
     assert stats["candidates_by"] is None  # pairs without the filter's stats beside them
     assert stats["start_sha256"] == models.tree_sha256(Path(tiny.adapter))
     assert stats["loss"] == ["sigmoid", "sft"] and stats["rejected_why"] == {"copy": 16}
+    assert stats["note"] == "A two-step run of the test."  # the card prints it beside the run's training
     assert not (out / "checkpoint").exists()
 
     from moderator.config import RewriterConfig, RuntimeConfig
@@ -278,3 +280,11 @@ def test_the_shipped_row_is_named_after_how_the_adapter_was_made():
     long = "Self-trained + DPO x2 LoRA (shipped)"
     lines = format_table({"sentences": 4, "rows": {long: row, "copy input": row}}).splitlines()
     assert lines[2].startswith(long + " ") and lines[3].index("0.900") == lines[2].index("0.900")  # columns align
+
+
+def test_the_recorded_command_is_quoted_and_leaves_the_note_out():
+    from train.loop import command_line
+
+    argv = ["prefer", "p.jsonl", "--out", "runs/x", "--note", "Why: a test.", "--lr", "5e-5", "--note=again"]
+    assert command_line(argv) == "python -m train prefer p.jsonl --out runs/x --lr 5e-5"
+    assert command_line(["eval-detox", "DPO LoRA=runs/dpo1"]) == "python -m train eval-detox 'DPO LoRA=runs/dpo1'"

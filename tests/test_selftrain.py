@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from moderator import prompts
 from moderator.engines import HFEngine
-from train import data, detox, loop, selftrain, selftrain_filter
+from train import bundle, data, detox, loop, selftrain, selftrain_filter
 from train.__main__ import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -327,15 +327,16 @@ def test_training_adds_the_extra_pairs_and_drops_dev_ones(tiny, tmp_path):
     out = tmp_path / "model"
     result = CliRunner().invoke(cli, ["detox", "--out", str(out), "--base", str(tiny.decoder), "--data",
                                       str(SHARED_DATA), "--max-steps", "2", "--max-pairs", "6", "--batch-size", "4",
-                                      "--rank", "4", "--fp32", "--extra-pairs", str(kept), "--checkpoint-every", "1"])
+                                      "--rank", "4", "--fp32", "--extra-pairs", str(kept), "--checkpoint-every", "1",
+                                      "--note", "Self-training of the test."])
     assert result.exit_code == 0, result.output
     stats = json.loads((out / "train_stats.json").read_text())
+    assert stats["note"] == "Self-training of the test." and "Self-training of the test." in bundle._sft_section(stats)
     # 6 sampled ParaDetox pairs; the extra pair that repeats a ParaDetox pair is new to this sample
     assert (stats["paradetox_pairs"], stats["extra_pairs"], stats["train_pairs"]) == (6, 3, 9)
     assert stats["extra_pairs_file"] == str(kept) and not (out / "checkpoint").exists()
     assert stats["extra_pairs_by"] == sampler
-    from train import bundle  # the card names the adapter that sampled the self-training pairs
-
+    # the card names the adapter that sampled the self-training pairs
     section = bundle._sft_section(stats)
     assert f"Self-training added 3 pairs of its own (`{kept}`: rewrites that `runs/detox-dpo` (sha256 cdcdcdcdcdcd) " \
            "sampled for toxic sentences it was not trained on" in section

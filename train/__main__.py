@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -35,6 +36,21 @@ def _setup(threads: int) -> None:
     hf_logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
+
+
+def _record_note(out: Path, note: str | None) -> None:
+    """Keep a sentence about this run in OUT/train_stats.json (`note`), which the model card prints beside
+    the run's training (give it again with --resume: the stats are written when the run completes)."""
+    if not note:
+        return
+    path = Path(out) / "train_stats.json"
+    stats = json.loads(path.read_text())
+    stats["note"] = note
+    path.write_text(json.dumps(stats, indent=2) + "\n")
+
+
+note_option = click.option("--note", help="A sentence about this run for the model card (why it was made, what "
+                                          "differed), kept in OUT/train_stats.json.")
 
 
 def _named(specs) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -242,9 +258,10 @@ def cascade(classifier_dir, data, max_train, margin, target, seed, threads) -> N
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=100, show_default=True,
               help="Save a checkpoint into OUT/checkpoint every this many steps (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint (same options as the cut-off run).")
+@note_option
 @threads_option
 def detox(out, method, base, data, epochs, max_steps, max_pairs, batch_size, lr, rank, lora_scope, seed, bf16,
-          extra_pairs, checkpoint_every, resume, threads) -> None:
+          extra_pairs, checkpoint_every, resume, note, threads) -> None:
     """Fine-tune the detox rewriter on ParaDetox pairs (LoRA or full), plus self-training pairs.
 
     \b
@@ -264,6 +281,7 @@ def detox(out, method, base, data, epochs, max_steps, max_pairs, batch_size, lr,
                              checkpoint_every=checkpoint_every, resume=resume).info
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    _record_note(out, note)
     click.echo(f"saved {method} rewriter to {out} ({info['stats']['seconds']} s, {info['steps']} steps, "
                f"{info['stats']['trainable_params']} trainable parameters)", err=True)
 
@@ -288,9 +306,10 @@ def detox(out, method, base, data, epochs, max_steps, max_pairs, batch_size, lr,
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True,
               help="Save a checkpoint into OUT/checkpoint every this many steps (0: never).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint (same options as the cut-off run).")
+@note_option
 @threads_option
 def prefer(preferences, adapter, out, base, epochs, max_steps, max_pairs, batch_size, lr, beta, sft_weight, seed,
-           bf16, checkpoint_every, resume, threads) -> None:
+           bf16, checkpoint_every, resume, note, threads) -> None:
     """Preference-tune a LoRA rewriter with DPO (TRL) on selftrain-filter's preference pairs.
 
     The reference model is the start adapter, frozen beside the trained copy on the same base.
@@ -308,6 +327,7 @@ def prefer(preferences, adapter, out, base, epochs, max_steps, max_pairs, batch_
                              max_pairs=max_pairs, bf16=bf16, checkpoint_every=checkpoint_every, resume=resume).info
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    _record_note(out, note)
     click.echo(f"saved DPO-tuned rewriter to {out} ({info['stats']['seconds']} s, {info['stats']['steps']} steps, "
                f"{info['preference_pairs']} pairs)", err=True)
 

@@ -21,6 +21,7 @@ import logging
 import math
 import random
 import resource
+import shlex
 import shutil
 import sys
 import time
@@ -106,10 +107,23 @@ def schedule(lengths: Sequence[int], batch_size: int, seed: int, epochs: float =
     return batches[:max_steps] if max_steps is not None else batches
 
 
+def command_line(argv: Sequence[str]) -> str:
+    """The command that made a run, quoted for a shell, without its --note (the card prints that apart)."""
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--note":
+            skip = True
+        elif not arg.startswith("--note="):
+            args.append(arg)
+    return "python -m train " + shlex.join(args)
+
+
 def save_run_info(out: Path, info: dict, stats: RunStats) -> dict:
     """`info` plus what every run records (cost, threads, command, time), written to train_stats.json."""
     info = {**info, "torch_threads": torch.get_num_threads(), "stats": stats.to_dict(),
-            "command": " ".join(["python -m train", *sys.argv[1:]]), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "command": command_line(sys.argv[1:]), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (out / "train_stats.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
