@@ -183,8 +183,8 @@ NEGATED = (
     "I don't want {plural} to leave; they belong here.",
 )
 # Added 2026-12-06: the first model learned the negation templates, not negation (40% of the held-out
-# phrasings flagged). Denials composed of a frame and an attribute, and the same attributes asserted (hate,
-# explicit_hate), so that the frame, not the word, decides. Each frame is filled for a third of the groups
+# phrasings flagged). Denials composed of a frame and an attribute, and, held out, the same attributes
+# asserted (hate, explicit_hate). Each frame is filled for a third of the groups
 # (every group in the same number of frames), the attribute turning with the group; the split goes by frame.
 # No frame repeats a held-out NEGATED template.
 ATTRIBUTES = ("lazy", "stupid", "dirty", "violent", "criminals", "dangerous", "disgusting", "evil", "inferior",
@@ -220,7 +220,11 @@ ASSERTION_FRAMES = (
     "Of course {plural} are {attr}, just look at them.",
     "All {plural} are {attr}, every single one.",
 )
-# Hate that negates something good (not a denial of hate): negation alone must not mean clean.
+# Hate that negates something good (not a denial of hate): negation alone must not mean clean. This and
+# ASSERTION_FRAMES are evaluation only (split "dev" whole): a model trained on them beside the denials
+# (2026-12-06) flagged positive statements about groups 12% of the time instead of 0.3% ("{Plural} deserve
+# the same respect as everyone else." 56%, next to "{Plural} don't deserve any rights.") and denials no
+# less often; MiniLM does not learn such minimal pairs from a few thousand templated examples.
 HATE_NEGATED_POSITIVE = (
     "{Plural} are not human.",
     "I will never respect {plural}.",
@@ -494,10 +498,11 @@ def _threats() -> list[Case]:
     return cases
 
 
-def _composed(kind: str, frames: tuple[str, ...], category: str | None = None, key: str = "composed") -> list[Case]:
+def _composed(kind: str, frames: tuple[str, ...], category: str | None = None, key: str = "composed",
+              split: str | None = None) -> list[Case]:
     """Frames x ATTRIBUTES: frame i is filled for every group whose index is i modulo 3 (so each group sees
     the same number of frames), the attribute turning with the group. Template key "<kind>_<key>/<i>",
-    split by frame."""
+    split by frame, or all `split`."""
     cases = []
     for i, frame in enumerate(frames):
         for k, group in enumerate(GROUPS):
@@ -507,7 +512,7 @@ def _composed(kind: str, frames: tuple[str, ...], category: str | None = None, k
             text = _fill(frame, values)
             if text is not None:
                 cases.append(Case(text, kind, EXPECTED[kind], group.name, category, f"{kind}_{key}/{i:02d}",
-                                  _split(i)))
+                                  split or _split(i)))
     return cases
 
 
@@ -544,10 +549,12 @@ def generate(split: str | None = None) -> list[Case]:
              + _group_cases("negated_hate", NEGATED) + _composed("negated_hate", NEGATION_FRAMES)
              + _group_cases("counter_speech", COUNTER_GROUP)
              + _counter_personal(len(COUNTER_GROUP)) + _violent_idioms())
-    # The hate added later comes last, so the cases before it keep their obfuscation.
+    # The hate added later comes last, so the cases before it keep their obfuscation. It is held out whole
+    # (dev): trained on, it taught the model that kind words about groups are hate (see HATE_NEGATED_POSITIVE).
     toxic = (_group_cases("explicit_hate", HATE, "identity_attack") + _threats() + _insults()
-             + _composed("explicit_hate", HATE_NEGATED_POSITIVE, "identity_attack", key="negated_positive")
-             + _composed("explicit_hate", ASSERTION_FRAMES, "identity_attack"))
+             + _composed("explicit_hate", HATE_NEGATED_POSITIVE, "identity_attack", key="negated_positive",
+                         split="dev")
+             + _composed("explicit_hate", ASSERTION_FRAMES, "identity_attack", split="dev"))
     seen: set[str] = set()  # a composed case may repeat a written one ("Catholics are disgusting."): first wins
     cases, toxic = ([c for c in part if not (c.text in seen or seen.add(c.text))] for part in (cases, toxic))
     cases = cases + toxic + _obfuscated(toxic)
