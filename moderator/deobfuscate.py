@@ -1,10 +1,11 @@
 """Read abuse spelled to dodge a filter as the words it spells, before the classifier sees a text.
 
-People who want an insult past a filter write it "i d i o t", "s.t.u.p.i.d", "1d10t" or with letters
-from another script that look Latin ("іdіоt" with Cyrillic і and о). The classifier's tokenizer then
-sees single letters, digits or foreign letters, not the word. `normalize` undoes the three, only where
-the spelling is unmistakable, and changes nothing else (the classifier scores the normalised text; the
-post itself, its rewrite and every output keep the original):
+People who want an insult past a filter write it "i d i o t", "s.t.u.p.i.d", "1d10t", "idoit",
+"youidiot" or with letters from another script that look Latin ("іdіоt" with Cyrillic і and о). The
+classifier's tokenizer then sees single letters, digits, foreign letters or word pieces, not the word.
+`normalize` undoes these, only where the spelling is unmistakable, and changes nothing else (the
+classifier scores the normalised text; the post itself, its rewrite and every output keep the
+original):
 
 - look-alike letters: in a word that mixes ASCII letters with others, each other letter that Unicode's
   confusables table (the `confusable_homoglyphs` package) lists as a look-alike of an ASCII letter
@@ -19,6 +20,19 @@ post itself, its rewrite and every output keep the original):
   "vile"). A word must hold at least two letters; otherwise a trailing run of digits or symbols
   ("covid19", "mp3", "wow!"), numbers with units or ordinals ("4th", "10am") and e-mail addresses and
   domain names are left alone.
+- words glued together and typos (first of all but look-alike letters, and only in words of ASCII letters
+  as written: not in contractions, masked or leet words): a word of four letters or more that the
+  English frequency dictionary of `symspellpy` (82,765 words) does not hold is read as the words it
+  glues together when all are dictionary words of four letters or more or common function words
+  (GLUE_WORDS: "youidiot" -> "you idiot", "aloser" -> "a loser", "arefilthyparasites" -> "are filthy
+  parasites"; "MAGAphants", "raghead" and "asswipe" stay), else as the one word it is a typo of when
+  that is unmistakable (two neighbouring letters swapped or one left out, and no other word one edit
+  away at least a fifth as frequent: "stuipd" -> "stupid", "idoit" -> "idiot", "disgustng" ->
+  "disgusting"; "daed" stays: "dead" or "died"; a changed or extra letter is not a typo:
+  "trannies" is not "grannies").
+  Dictionary words are never changed, and neither are the words for people that it lacks (KEEP:
+  "nonbinary"); an unknown name may be read as a near word ("Rthur" -> "Arthur"), which only the
+  classifier sees.
 """
 
 from __future__ import annotations
@@ -36,11 +50,90 @@ _UNIT = re.compile(r"^\d+(st|nd|rd|th|s|am|pm|k|m|x|d|h|gb|mb|kb|km|kg|mm|cm|ml|
 _HAS_LATIN = re.compile(r"[A-Za-z]")
 
 
+# A word of ASCII letters as written: not part of a contraction ("aren't"), a masked word ("d*sgusting"),
+# leetspeak ("p@r4si735"), an identifier or a word with other letters ("Straße").
+_LONG_WORD = re.compile(r"(?<![\w'\u2019*@$])[A-Za-z]{4,}(?![\w'\u2019*@$])")
+# Words for people that the dictionary lacks and that must reach the classifier as written.
+KEEP = frozenset({"nonbinary", "cisgender", "genderqueer", "pansexual", "lgbt", "lgbtq", "lgbtqia", "incel", "incels",
+                  "feminazi", "feminazis", "antifa"})
+TYPO_DOMINANCE = 5  # a typo's correction must be this many times as frequent as any other at its distance
+# The short words a glued word may hold: the commonest function words ("a", "to", "you"), not every short
+# dictionary word ("as", "rag", "mag": "asswipe", "raghead" and "MAGA" are not glued words).
+GLUE_WORDS = frozenset({"a", "i", "an", "to", "be", "is", "are", "the", "you", "we", "he", "she", "it", "of", "in",
+                        "on", "at", "and", "or", "so", "no", "not", "my", "his", "her", "our", "can", "was", "ur"})
+
+
 def normalize(text: str) -> str:
-    """The text with look-alike letters, spaced-out letters and leetspeak read as plain words."""
+    """The text with look-alike letters, typos, glued words, spaced-out letters and leetspeak read as
+    plain words (typos and glued words only in words as written: not in what spacing or leetspeak
+    leave)."""
     text = _fold_lookalikes(text)
+    text = _LONG_WORD.sub(_respell, text)
     text = _SPACED.sub(_join_spaced, text)
     return _LEET_TOKEN.sub(_unleet, text)
+
+
+@functools.lru_cache(maxsize=1)
+def _speller():  # type: ignore[no-untyped-def]
+    import importlib.resources
+
+    from symspellpy import SymSpell
+
+    speller = SymSpell(max_dictionary_edit_distance=1, prefix_length=7)
+    dictionary = importlib.resources.files("symspellpy") / "frequency_dictionary_en_82_765.txt"
+    with importlib.resources.as_file(dictionary) as path:
+        speller.load_dictionary(str(path), term_index=0, count_index=1)
+    return speller
+
+
+def _respell(match: re.Match[str]) -> str:
+    word = match.group(0)
+    return _respelled(word) or word
+
+
+@functools.lru_cache(maxsize=65536)
+def _respelled(word: str) -> str | None:
+    """The word a typo stands for, or the words a glued word joins, cased like `word`; None to keep it."""
+    from symspellpy import Verbosity
+
+    speller, lower = _speller(), word.lower()
+    if lower in speller.words or lower in KEEP:
+        return None
+    # Glued words first: every letter stays as written ("aloser" is "a loser", not a typo of "closer").
+    # Words of four letters or more, and short ones only from GLUE_WORDS: "rag head", "as swipe" and
+    # "i do it" ("idoit": a typo of "idiot") are not read into a word.
+    parts = speller.word_segmentation(lower, max_edit_distance=0).corrected_string.split()
+    if len(parts) >= 2 and "".join(parts) == lower and len(parts[-1]) > 1 and all(
+            p in GLUE_WORDS or (len(p) >= 4 and p in speller.words) for p in parts):  # not "scotus a"
+        return _split_at(word, parts)
+    found = speller.lookup(lower, Verbosity.CLOSEST, max_edit_distance=1, transfer_casing=False)
+    if found and (len(found) == 1 or found[0].count >= TYPO_DOMINANCE * found[1].count) \
+            and _slip(lower, found[0].term):
+        fixed = found[0].term
+        return fixed.upper() if word.isupper() else fixed.capitalize() if word[0].isupper() else fixed
+    return None
+
+
+def _slip(written: str, word: str) -> bool:
+    """Whether `written` is `word` with two neighbouring letters swapped or one letter left out: the slips
+    that make no other word of a word. A changed or an extra letter is how one word becomes another
+    ("trannies" / "grannies", "qwest" / "west"), so those are not read as typos."""
+    if len(word) == len(written) + 1:
+        return any(word[:i] + word[i + 1:] == written for i in range(len(word)))
+    if len(word) == len(written):
+        diff = [i for i in range(len(word)) if word[i] != written[i]]
+        return (len(diff) == 2 and diff[1] == diff[0] + 1 and word[diff[0]] == written[diff[1]]
+                and word[diff[1]] == written[diff[0]])
+    return False
+
+
+def _split_at(word: str, parts: list[str]) -> str:
+    """The original letters, with spaces where the words meet."""
+    out, at = [], 0
+    for part in parts:
+        out.append(word[at:at + len(part)])
+        at += len(part)
+    return " ".join(out)
 
 
 def _join_spaced(match: re.Match[str]) -> str:

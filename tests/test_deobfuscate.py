@@ -21,6 +21,10 @@ from moderator.deobfuscate import classifier_input
     ("\uff49\uff44\uff49\uff4f\uff54", "idiot"),  # full-width: NFKC
     ("they are v1l3", "they are vile"), ("h3ll0!", "hello!"),  # a leet word's last letters too
     ("I will \u0455tra\u0578\u0261le you", "I will strangle you"),  # Cyrillic s, Armenian n, Latin script g
+    # typos that can only be one word, and words glued together
+    ("You are a stpuid idoit.", "You are a stupid idiot."), ("I will klil you", "I will kill you"),
+    ("FITLHY", "FILTHY"), ("youidiot", "you idiot"), ("Muslims arefilthyparasites.", "Muslims are filthy parasites."),
+    ("Ihate them", "I hate them"), ("You are aloser.", "You are a loser."),
 ])
 def test_obfuscated_words_read_as_plain_words(written, read):
     assert classifier_input(written) == read
@@ -30,6 +34,9 @@ def test_obfuscated_words_read_as_plain_words(written, read):
     "I was born on the 4th at 10am; mp3 files cost $5.", "covid19 in 2020", "R2D2 and B4 you go", "Hello!!! world!",
     "e-mail me at x@y.com or www.g00gle.com", "Привет мир, καλημέρα", "I am a Muslim.", "Web3 and x86 and 3D printers",
     "A normal sentence, with commas - and dashes.", "Café déjà vu, naïve façade", "Straße und Übermaß",
+    "They aren't here and she couldn't come.", "MAGAphants and Trudeau", "I am nonbinary.", "Antifa marched.",
+    "He is daed.",  # a typo of "dead" or of "died": left as written
+    "Arabs are d*sgusting.",  # masked letters are not typos
 ])
 def test_ordinary_text_is_left_alone(text):
     assert classifier_input(text) == text
