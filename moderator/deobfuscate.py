@@ -52,6 +52,9 @@ _HAS_LATIN = re.compile(r"[A-Za-z]")
 
 # A word of ASCII letters as written: not part of a contraction ("aren't"), a masked word ("d*sgusting"),
 # leetspeak ("p@r4si735"), an identifier or a word with other letters ("Straße").
+# What `normalize` reads as words, for the model cards (a classifier records the steps it was trained with).
+READS = ("spaced-out letters, leetspeak, look-alike letters of other scripts, words glued together and "
+         "unmistakable typos")
 _LONG_WORD = re.compile(r"(?<![\w'\u2019*@$])[A-Za-z]{4,}(?![\w'\u2019*@$])")
 # Words for people that the dictionary lacks and that must reach the classifier as written.
 KEEP = frozenset({"nonbinary", "cisgender", "genderqueer", "pansexual", "lgbt", "lgbtq", "lgbtqia", "incel", "incels",

@@ -161,6 +161,9 @@ def train(
         "caps": {f"{source} {'toxic' if toxic else 'clean'}": cap for (source, toxic), cap in CAPS.items()},
         "train_examples": len(train_set),
         "train_by_source": dict(sorted(Counter(e.source for e in train_set).items())),
+        # what each source teaches and cannot, as of this run (the card prints these, not today's)
+        "source_notes": {k: list(v) for k, v in classifier_data.SOURCE_NOTES.items()},
+        "deobfuscation": deobfuscate.READS,
         "subsampled": max_train is not None,
         "epochs": epochs,
         "batch_size": batch_size,

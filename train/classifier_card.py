@@ -7,6 +7,7 @@ benchmark's JSON (benchmarks/robustness.py --json).
 
 from __future__ import annotations
 
+from moderator import deobfuscate
 from train import classifier_data
 from train.classifier import KEEP_WHOLE
 from train.classifier_eval import TARGET_ECE, TARGET_FPR, TARGET_RECALL
@@ -18,11 +19,12 @@ def _f(value, fmt: str = ".3f") -> str:  # type: ignore[no-untyped-def]
 
 def _data_section(stats: dict) -> str:
     rows = []
+    notes = stats.get("source_notes") or classifier_data.SOURCE_NOTES  # recorded when the model was trained
     for source, splits in stats["data"].items():
         train, dev = splits.get("train", {}), splits.get("dev", {})
         used = stats.get("train_by_source", {}).get(source, "")
         cats = ", ".join(f"{c} {train.get(c, 0)}" for c in classifier_data.CATEGORIES if train.get(c))
-        teaches, cannot = classifier_data.SOURCE_NOTES.get(source, ("", ""))
+        teaches, cannot = notes.get(source, ("", ""))
         rows.append(f"| {source} | {train.get('toxic', 0)} | {train.get('clean', 0)} | {used} | {dev.get('toxic', 0)} | "
                     f"{dev.get('clean', 0)} | {cats or '-'} | {teaches} | {cannot} |")
     caps = "; ".join(f"{k} capped at {v}" for k, v in stats.get("caps", {}).items())
@@ -129,7 +131,15 @@ def _points(points: list[dict]) -> str:
             "|---:|---:|---:|---|---|\n" + rows)
 
 
-def _robustness_section(robustness: dict | None) -> str:
+def _deobfuscation(stats: dict) -> str:
+    trained = stats.get("deobfuscation", "spaced-out letters, leetspeak and look-alike letters of other scripts")
+    if trained == deobfuscate.READS:
+        return f"Texts are read after `moderator.deobfuscate` ({trained} read as words), in training and in the product alike."
+    return (f"Trained on texts read after `moderator.deobfuscate` ({trained} read as words); the product now reads "
+            f"{deobfuscate.READS} as words, and the numbers below are measured so.")
+
+
+def _robustness_section(robustness: dict | None, stats: dict | None = None) -> str:
     if not robustness:
         return "## Robustness\n\nNot measured for this card (`python benchmarks/robustness.py --json F`)."
     axes = ", ".join(f"{axis} {_f(row.get('benign_flag_rate'))}" for axis, row in robustness.get("axes", {}).items())
@@ -137,11 +147,17 @@ def _robustness_section(robustness: dict | None) -> str:
     for kind, row in robustness["kinds"].items():
         rows.append(f"| {kind} | {row['n']} | {row['expected']} | {_f(row['flag_rate'])} | "
                     f"{_f(row.get('dev_flag_rate'))} | {row['target']} | {'met' if row['met'] else 'MISSED'} |")
+    trained = (stats or {}).get("data", {}).get("robustness", {}).get("train", {})
+    trained_n = trained.get("toxic", 0) + trained.get("clean", 0)
+    suite_train = sum(row["n"] - (row.get("dev_n") or 0) for row in robustness["kinds"].values())
+    grown = (f" This model trained on {trained_n:,} of them, the train templates of the suite as it was "
+             f"then; the suite's train split holds {suite_train:,} today, so cases added since are new to it "
+             "in either column." if trained_n and suite_train != trained_n else "")
     return f"""## Robustness (benchmarks/robustness.py)
 
-The project's templates over 39 identity groups (train/robustness.py). The model trained on the
-"train" templates; the dev column holds phrasings it never saw. A case is flagged at toxicity >=
-{robustness['threshold']}. Command: `python benchmarks/robustness.py --json F`.
+The project's templates over 39 identity groups (train/robustness.py), {robustness['cases']:,} cases. The
+model trained on the "train" templates; the dev column holds phrasings it never saw.{grown} A case is
+flagged at toxicity >= {robustness['threshold']}. Command: `python benchmarks/robustness.py --json F`.
 
 | kind | n | expected | flagged (all) | flagged (dev templates) | target | |
 |---|---:|---|---:|---:|---|---|
@@ -187,8 +203,7 @@ category is reported in `moderation.scores` and used by the policy (threat and i
 not rewritten by default) and the DSA export. {f"LoRA rank {stats['rank']} on the attention query and value projections, plus the classification head trained in full." if stats['method'] == 'lora' else ''}
 Trainable parameters: {s['trainable_params']:,} of {s['total_params']:,}. Files here: {size_mb:.1f} MB. The base is
 resolved from the pip package at load time (`pip:all-MiniLM-L6-v2` in adapter_config.json), offline.
-Texts are read after `moderator.deobfuscate` (spaced-out letters, leetspeak and look-alike letters of
-other scripts read as words), in training and in the product alike.
+{_deobfuscation(stats)}
 
 {_data_section(stats)}
 
@@ -205,7 +220,7 @@ threads; peak RSS {s['peak_rss_mb']:.0f} MB.
 
 {_evaluation_section(table)}
 
-{_robustness_section(robustness)}
+{_robustness_section(robustness, stats)}
 
 {_cascade_section(cascade)}
 
@@ -215,7 +230,7 @@ English only. The sources are tweets, Wikipedia talk pages, news-site comments a
 2017-2021; text from other sites, eras or communities will differ, and the calibration holds at the
 stated prior on this mix, not on every site: check the flag rate on a sample of your own posts. Labels
 are crowd-sourced and noisy; categories with few labelled examples (threat, sexual) are the least
-reliable. Spacing, leetspeak and look-alike letters are read back as words before scoring; typos and
-words glued together are caught only as far as the training data (machine-made copies of real posts)
-shows them, and other obfuscations not at all.
+reliable. Spacing, leetspeak, look-alike letters, glued words and typos that can only be one word are
+read back as words before scoring; other typos are caught only as far as the training data
+(machine-made copies of real posts) shows them, and other obfuscations not at all.
 """
