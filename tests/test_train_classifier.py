@@ -144,3 +144,24 @@ def test_the_trained_folder_loads_in_moderator_and_full_training_changes_the_bas
     reloaded = Classifier(ClassifierConfig(model=str(tmp_path / "full")), RuntimeConfig())
     probs = reloaded.predict(["hello there"])
     assert probs.shape == (1, 6) and ((probs > 0) & (probs < 1)).all()  # a sigmoid per label
+
+
+def test_the_card_tells_what_the_model_was_trained_on_not_what_the_code_does_today():
+    from moderator import deobfuscate
+    from train import classifier_card
+
+    assert "in training and in the product alike" in classifier_card._deobfuscation({"deobfuscation": deobfuscate.READS})
+    older = classifier_card._deobfuscation({})  # a model trained before its stats recorded the reading
+    assert older.startswith("Trained on texts read after") and f"now reads {deobfuscate.READS}" in older
+    stats = {"data": {"jigsaw": {"train": {"toxic": 2, "clean": 3}}}, "train_examples": 5,
+             "source_notes": {"jigsaw": ["what it taught then", "what it could not"]}}
+    section = classifier_card._data_section(stats)
+    assert "| what it taught then | what it could not |" in section
+    assert classifier_data.SOURCE_NOTES["jigsaw"][0] in classifier_card._data_section({**stats, "source_notes": None})
+    kinds = {"insult": {"n": 6, "dev_n": 2, "expected": "toxic", "flag_rate": 1.0, "dev_flag_rate": 1.0,
+                        "target": ">= 0.85", "met": True}}
+    robustness = {"cases": 6, "threshold": 0.5, "kinds": kinds, "axes": {}, "group_spread": 0.0}
+    grown = classifier_card._robustness_section(robustness, {"data": {"robustness": {"train": {"toxic": 3}}}})
+    assert "This model trained on 3 of them" in grown and "holds 4 today" in grown
+    assert "This model trained on" not in classifier_card._robustness_section(
+        robustness, {"data": {"robustness": {"train": {"toxic": 4}}}})
