@@ -20,8 +20,8 @@ original):
   "vile"). A word must hold at least two letters; otherwise a trailing run of digits or symbols
   ("covid19", "mp3", "wow!"), numbers with units or ordinals ("4th", "10am") and e-mail addresses and
   domain names are left alone.
-- words glued together and typos (first of all but look-alike letters, and only in words of ASCII letters
-  as written: not in contractions, masked or leet words): a word of four letters or more that the
+- words glued together and typos (read right after look-alike letters, before the other two, and only
+  in words of ASCII letters as written: not in contractions, masked or leet words): a word of four letters or more that the
   English frequency dictionary of `symspellpy` (82,765 words) does not hold is read as the words it
   glues together when all are dictionary words of four letters or more or common function words
   (GLUE_WORDS: "youidiot" -> "you idiot", "aloser" -> "a loser", "arefilthyparasites" -> "are filthy
@@ -30,8 +30,8 @@ original):
   away at least a fifth as frequent: "stuipd" -> "stupid", "idoit" -> "idiot", "disgustng" ->
   "disgusting"; "daed" stays: "dead" or "died"; a changed or extra letter is not a typo:
   "trannies" is not "grannies").
-  Dictionary words are never changed, and neither are the words for people that it lacks (KEEP:
-  "nonbinary"); an unknown name may be read as a near word ("Rthur" -> "Arthur"), which only the
+  Dictionary words are never changed, and neither are the words for people and groups that it lacks
+  (KEEP: "nonbinary", "incels"); an unknown name may be read as a near word ("Rthur" -> "Arthur"), which only the
   classifier sees.
 """
 
@@ -50,13 +50,14 @@ _UNIT = re.compile(r"^\d+(st|nd|rd|th|s|am|pm|k|m|x|d|h|gb|mb|kb|km|kg|mm|cm|ml|
 _HAS_LATIN = re.compile(r"[A-Za-z]")
 
 
-# A word of ASCII letters as written: not part of a contraction ("aren't"), a masked word ("d*sgusting"),
-# leetspeak ("p@r4si735"), an identifier or a word with other letters ("Straße").
 # What `normalize` reads as words, for the model cards (a classifier records the steps it was trained with).
 READS = ("spaced-out letters, leetspeak, look-alike letters of other scripts, words glued together and "
          "unmistakable typos")
+# A word of ASCII letters as written: not part of a contraction ("aren't"), a masked word ("d*sgusting"),
+# leetspeak ("p@r4si735"), an identifier or a word with other letters ("Straße").
 _LONG_WORD = re.compile(r"(?<![\w'\u2019*@$])[A-Za-z]{4,}(?![\w'\u2019*@$])")
-# Words for people that the dictionary lacks and that must reach the classifier as written.
+# Words the dictionary lacks that must reach the classifier as written: words for people and groups
+# ("nonbinary", "incels", "antifa") that would otherwise be split or respelled ("non binary", "inc els").
 KEEP = frozenset({"nonbinary", "cisgender", "genderqueer", "pansexual", "lgbt", "lgbtq", "lgbtqia", "incel", "incels",
                   "feminazi", "feminazis", "antifa"})
 TYPO_DOMINANCE = 5  # a typo's correction must be this many times as frequent as any other at its distance
