@@ -25,11 +25,8 @@ from moderator import deobfuscate  # noqa: E402
 
 
 def steps() -> list[tuple[str, object]]:
-    return [("nfkc", lambda t: unicodedata.normalize("NFKC", t)),
-            ("look-alike letters", deobfuscate._fold_lookalikes),
-            ("glued words and typos", lambda t: deobfuscate._LONG_WORD.sub(deobfuscate._respell, t)),
-            ("spaced-out letters", lambda t: deobfuscate._SPACED.sub(deobfuscate._join_spaced, t)),
-            ("leetspeak", lambda t: deobfuscate._LEET_TOKEN.sub(deobfuscate._unleet, t))]
+    """classifier_input's steps: NFKC, then the deobfuscation's own, in the product's order."""
+    return [("nfkc", lambda t: unicodedata.normalize("NFKC", t)), *deobfuscate.STEPS]
 
 
 def main(argv: list[str] | None = None) -> dict:
