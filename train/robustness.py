@@ -27,7 +27,7 @@ Case kinds (`Case.expected` is the right answer: True = toxic):
 | negated_hate | False | a prejudice denied ("I don't hate gay people.", "Immigrants are not criminals."); written ones and ones composed of a denial frame and an attribute ("It's a myth that {plural} are {attr}.") |
 | counter_speech | False | abuse quoted or reported in order to condemn it ('Calling someone a "retard" is not okay.') |
 | violent_idiom | False | a violent word in a harmless idiom ("This traffic is killing me.", "I'll shoot you an email.") |
-| explicit_hate | True | an attack on a group (category identity_attack); written ones, the denials' attributes asserted ("Everyone knows {plural} are {attr}."), and hate that negates something good ("{Plural} are not human.") |
+| explicit_hate | True | an attack on a group (category identity_attack); written ones, and, held out whole (dev), the denials' attributes asserted ("Everyone knows {plural} are {attr}.") and hate that negates something good ("{Plural} are not human.") |
 | threat | True | a threat of violence against a person or a group (category threat); written ones and ones composed of an opening, a verb phrase and a condition ("I swear I'll break your legs tonight.") |
 | insult | True | a personal insult (category insult) |
 | obfuscated_spacing, _leet, _homoglyph, _typo, _joined | True | an explicit_hate, threat or insult case, abusive words obfuscated |
@@ -184,8 +184,8 @@ NEGATED = (
 )
 # Added 2026-12-06: the first model learned the negation templates, not negation (40% of the held-out
 # phrasings flagged). Denials composed of a frame and an attribute, and, held out, the same attributes
-# asserted (hate, explicit_hate). Each frame is filled for a third of the groups
-# (every group in the same number of frames), the attribute turning with the group; the split goes by frame.
+# asserted (hate, explicit_hate). Each frame is filled for a third of the groups (every group in the same
+# number of frames), the attribute turning with the group; the split goes by frame.
 # No frame repeats a held-out NEGATED template.
 ATTRIBUTES = ("lazy", "stupid", "dirty", "violent", "criminals", "dangerous", "disgusting", "evil", "inferior",
               "animals", "parasites", "terrorists", "liars", "thieves", "greedy", "ugly", "savages", "useless")
