@@ -288,3 +288,26 @@ def test_the_recorded_command_is_quoted_and_leaves_the_note_out():
     argv = ["prefer", "p.jsonl", "--out", "runs/x", "--note", "Why: a test.", "--lr", "5e-5", "--note=again"]
     assert command_line(argv) == "python -m train prefer p.jsonl --out runs/x --lr 5e-5"
     assert command_line(["eval-detox", "DPO LoRA=runs/dpo1"]) == "python -m train eval-detox 'DPO LoRA=runs/dpo1'"
+
+
+def test_a_run_records_the_commit_of_its_code_and_the_card_prints_it(tmp_path):
+    import subprocess
+
+    from train.loop import RunStats, code_version, described_command, save_run_info
+
+    root = Path(__file__).resolve().parent.parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    stats = RunStats(steps=1, examples=2, seconds=0.5, final_loss=1.0, peak_rss_mb=10.0, trainable_params=1,
+                     total_params=2)
+    info = save_run_info(tmp_path, {"method": "lora"}, stats)
+    assert json.loads((tmp_path / "train_stats.json").read_text())["code"] == info["code"]
+    if head:  # a git checkout (CI clones one): the commit the code ran at
+        assert info["code"]["commit"] == head and isinstance(info["code"]["dirty"], bool)
+    assert code_version() == info["code"]
+    run = {"command": "python -m train detox --out runs/x", "code": {"commit": "a" * 40, "dirty": True}}
+    assert described_command(run) == ("`python -m train detox --out runs/x` "
+                                      "(code at commit aaaaaaaaaa, with uncommitted changes)")
+    assert described_command({**run, "code": None}) == "`python -m train detox --out runs/x`"
+    later = {"commit": "b" * 40, "dirty": False, "recorded": "recorded after the fact"}
+    assert described_command({**run, "code": later}).endswith("(code at commit bbbbbbbbbb; recorded after the fact)")
+    assert described_command({}) == "training command not recorded"

@@ -83,6 +83,19 @@ def test_counterfactual_copies_name_another_group_and_keep_the_label():
     assert copies[0].labels == items[0].labels and copies[0].source == "counterfactual" and copies[0].split == "train"
 
 
+def test_subsampling_keeps_the_failure_sources_whole_up_to_a_tenth_and_says_when_it_cuts_them(caplog):
+    def examples(source, n, toxic=1):
+        return [classifier_data.Example(f"{source} {i}", (toxic, 0, 0, 0, 0, 0), source, "train") for i in range(n)]
+
+    mix = examples("jigsaw", 500) + examples("robustness", 6) + examples("obfuscated", 3)
+    kept = trainer.training_set(mix, max_train=100, seed=0)
+    assert len(kept) == 100 and sum(e.source in trainer.KEEP_WHOLE for e in kept) == 9
+    assert "left out" not in caplog.text
+    kept = trainer.training_set(mix + examples("forum_rest", 5, toxic=0), max_train=100, seed=0)
+    assert len(kept) == 100 and sum(e.source in trainer.KEEP_WHOLE for e in kept) == 10
+    assert "hold 14 examples, more than a tenth of --max-train: 4 of them are left out" in caplog.text
+
+
 def test_masked_loss_ignores_unknown_labels():
     logits = torch.tensor([[2.0, -1.0, 5.0], [0.5, 3.0, -2.0]])
     known = torch.tensor([[1, 0, -1], [0, -1, -1]])

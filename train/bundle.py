@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from moderator import models
+from train.loop import described_command
 
 BUNDLED = Path(models.__file__).parent / "bundled"
 CLASSIFIER_FILES = ("adapter_config.json", "adapter_model.safetensors", "config.json", "calibration.json",
@@ -142,7 +143,7 @@ def _sft_section(stats: dict) -> str:
         extra = (f" Self-training added {stats['extra_pairs']:,} pairs of its own (`{stats.get('extra_pairs_file')}`: "
                  f"rewrites that {sampler} sampled for toxic sentences it was not trained on, kept by a strict "
                  "check) to the ParaDetox pairs.")
-    return f"""`{stats['command']}`
+    return f"""{described_command(stats)}
 
 {s['steps']} steps of batch {stats['batch_size']} ({stats['epochs_seen']:.2f} epochs{': capped to fit a CPU session' if capped else ''}) on {stats['train_pairs']:,} pairs, learning rate
 {stats['lr']}, AdamW with linear warm-up and decay, length-bucketed batches, {stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads:
@@ -158,7 +159,7 @@ def _dpo_section(stats: dict, stage: int = 2, sft: dict | None = None) -> str:
     texts = ("that no supervised stage trained on" if not (sft or {}).get("extra_pairs") else
              f"without a human rewrite (stage 1 also trained on self-training's kept rewrites, "
              f"`{sft.get('extra_pairs_file')}`, which may hold these texts)")
-    return f"""`{stats['command']}`
+    return f"""{described_command(stats)}
 
 DPO (TRL) on {stats['preference_pairs']:,} preference pairs from self-training (`{stats['preferences_file']}`):
 for a toxic text {texts}, the chosen rewrite is one of {owner}
@@ -190,7 +191,7 @@ def _other_rows_section(table: dict, shipped: str) -> str:
         training = row.get("training")
         if name == shipped or not training:
             continue
-        how = f"`{training['command']}`" if training.get("command") else "training command not recorded"
+        how = described_command(training)
         extra = (f"; {training['extra_pairs']:,} self-training pairs (`{training.get('extra_pairs_file')}`) beside "
                  "the ParaDetox pairs" if training.get("extra_pairs") else "")
         method = training.get("method") or ("full" if training["trainable_params"] == training["total_params"] else "lora")

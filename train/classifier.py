@@ -73,7 +73,12 @@ def training_set(examples: list[classifier_data.Example], max_train: int | None,
     if max_train is not None and max_train < len(kept):
         # The small sources made for the model's known failures (templates, obfuscated copies) are
         # kept whole, up to a tenth of `max_train`; the rest is subsampled uniformly to fill it.
-        whole = [e for e in kept if e.source in KEEP_WHOLE][: max_train // 10]
+        whole = [e for e in kept if e.source in KEEP_WHOLE]
+        if len(whole) > max_train // 10:
+            log.warning("the sources kept whole (%s) hold %d examples, more than a tenth of --max-train: %d "
+                        "of them are left out at random", ", ".join(KEEP_WHOLE), len(whole),
+                        len(whole) - max_train // 10)
+            whole = whole[: max_train // 10]
         rest = [e for e in kept if e.source not in KEEP_WHOLE]
         kept = whole + rest[:max(0, max_train - len(whole))]
         rng.shuffle(kept)

@@ -11,6 +11,7 @@ from moderator import deobfuscate
 from train import classifier_data
 from train.classifier import KEEP_WHOLE
 from train.classifier_eval import TARGET_ECE, TARGET_FPR, TARGET_RECALL
+from train.loop import described_command
 
 
 def _f(value, fmt: str = ".3f") -> str:  # type: ignore[no-untyped-def]
@@ -209,7 +210,7 @@ resolved from the pip package at load time (`pip:all-MiniLM-L6-v2` in adapter_co
 
 ## Training
 
-`{stats['command']}`
+{described_command(stats)}
 
 Binary cross-entropy per label over the labels each example's source knows. {stats['epochs']} epoch(s),
 batch {stats['batch_size']}, learning rate {stats['lr']}, max length {stats['max_length']}, seed {stats['seed']}, AdamW with

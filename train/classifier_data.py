@@ -62,7 +62,9 @@ CATEGORIES = LABELS[1:]
 UNKNOWN = -1
 IDENTITY_TYPES = ("ableist", "homophobic", "racist", "sexist", "transphobic")
 COUNTERFACTUALS_PER_SOURCE = 3000  # clean posts naming a group, each swapped once
-OBFUSCATED_PER_SOURCE = (1200, 450)  # toxic posts with their abusive words obfuscated; clean posts, one word
+# Toxic posts with their abusive words obfuscated; clean posts, one word. (1200, 450) made the sources kept
+# whole outgrow their tenth of the set (classifier-v8), so training subsampled the robustness templates.
+OBFUSCATED_PER_SOURCE = (800, 300)
 OBFUSCATED_SOURCES = ("jigsaw", "davidson", "olid", "gab", "forum", "paradetox")
 
 
@@ -432,8 +434,7 @@ SOURCE_NOTES = {
                    "(alt-profanity-check flags 4%)"),
     "robustness": ("the project's own templates (train split): neutral, positive, negated and counter-speech "
                    "statements about groups and violent idioms (clean); attacks, written and composed threats "
-                   "(personal and against groups), insults, and their obfuscations; the same attributes "
-                   "denied (clean) and asserted (hate), and hate that negates something good.",
+                   "(personal and against groups), insults, and their obfuscations.",
                    "templated English; the dev templates are held out for the robustness table"),
     "obfuscated": ("real training posts spelled to dodge a filter: toxic ones with their abusive words spaced, "
                    "in leetspeak, in look-alike letters, with a typo or glued to a neighbouring word; clean "

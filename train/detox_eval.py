@@ -134,8 +134,9 @@ def evaluate(named_models: dict[str, str], data_dir: str, limit: int | None = No
             info = json.loads(stats.read_text())
             rows[name]["training"] = {k: info["stats"][k] for k in ("trainable_params", "total_params", "seconds",
                                                                     "peak_rss_mb", "steps")}
-            rows[name]["training"].update({k: info[k] for k in ("method", "command", "precision", "extra_pairs",
-                                                                "extra_pairs_file", "note") if info.get(k)})
+            rows[name]["training"].update({k: info[k] for k in ("method", "command", "code", "precision",
+                                                                "extra_pairs", "extra_pairs_file", "note")
+                                              if info.get(k)})
             rows[name]["training"]["weights_mb"] = round(sum(
                 f.stat().st_size for f in stats.parent.glob("*.safetensors")) / 1e6, 1)
         log.info("%s: %s", name, rows[name])

@@ -23,6 +23,7 @@ import random
 import resource
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -120,10 +121,41 @@ def command_line(argv: Sequence[str]) -> str:
     return "python -m train " + shlex.join(args)
 
 
+def code_version() -> dict | None:
+    """The git commit the training code ran at, and whether the checkout had uncommitted changes to the
+    code (train/, moderator/, setup.cfg): the command alone does not say which recipe it ran, since the
+    data mixes change between commits. None outside a git checkout (an installed package)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True,
+                                  timeout=30).stdout.strip()
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "train", "moderator", "setup.cfg")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(changed)}
+
+
+def described_command(stats: dict) -> str:
+    """A run's command for a model card, in backquotes, with the commit of the code that ran it when
+    recorded ("training command not recorded" when it is not)."""
+    if not stats.get("command"):
+        return "training command not recorded"
+    code = stats.get("code")
+    if not code:
+        return f"`{stats['command']}`"
+    dirty = ", with uncommitted changes" if code.get("dirty") else ""
+    recorded = f"; {code['recorded']}" if code.get("recorded") else ""  # a commit filled in after the run
+    return f"`{stats['command']}` (code at commit {code['commit'][:10]}{dirty}{recorded})"
+
+
 def save_run_info(out: Path, info: dict, stats: RunStats) -> dict:
-    """`info` plus what every run records (cost, threads, command, time), written to train_stats.json."""
+    """`info` plus what every run records (cost, threads, command, the code's commit, time), written to
+    train_stats.json."""
     info = {**info, "torch_threads": torch.get_num_threads(), "stats": stats.to_dict(),
-            "command": command_line(sys.argv[1:]), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "command": command_line(sys.argv[1:]), "code": code_version(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     (out / "train_stats.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 

@@ -24,7 +24,7 @@ Case kinds (`Case.expected` is the right answer: True = toxic):
 |---|---|---|
 | neutral_identity | False | a plain statement naming a group ("I am a Muslim.", "My neighbour is gay.") |
 | positive_identity | False | something kind about a group ("I love women.") |
-| negated_hate | False | a prejudice denied ("I don't hate gay people.", "Immigrants are not criminals."); written ones and ones composed of a denial frame and an attribute ("It's a myth that {plural} are {attr}.") |
+| negated_hate | False | a prejudice denied ("I don't hate gay people.", "Immigrants are not criminals."); written ones and, held out whole (dev), ones composed of a denial frame and an attribute ("It's a myth that {plural} are {attr}.") |
 | counter_speech | False | abuse quoted or reported in order to condemn it ('Calling someone a "retard" is not okay.') |
 | violent_idiom | False | a violent word in a harmless idiom ("This traffic is killing me.", "I'll shoot you an email.") |
 | explicit_hate | True | an attack on a group (category identity_attack); written ones, and, held out whole (dev), the denials' attributes asserted ("Everyone knows {plural} are {attr}.") and hate that negates something good ("{Plural} are not human.") |
@@ -41,7 +41,8 @@ counter-speech about personal abuse); `GROUPS` lists them, with their axis (reli
 nationality, gender, sexual_orientation, disability, age). Templates are filled for every group that
 has the word forms they need, so each group sees the same phrasings (the fairness view compares
 groups). `Case.split`: every third template of a kind, in the order written here, is "dev", the others
-"train"; a model trained on the "train" cases can be judged on phrasings it never saw.
+"train"; a model trained on the "train" cases can be judged on phrasings it never saw. The composed
+denials and assertions and the hate that negates something good are "dev" whole (evaluation only).
 """
 
 from __future__ import annotations
@@ -185,8 +186,10 @@ NEGATED = (
 # Added 2026-12-06: the first model learned the negation templates, not negation (40% of the held-out
 # phrasings flagged). Denials composed of a frame and an attribute, and, held out, the same attributes
 # asserted (hate, explicit_hate). Each frame is filled for a third of the groups (every group in the same
-# number of frames), the attribute turning with the group; the split goes by frame.
-# No frame repeats a held-out NEGATED template.
+# number of frames), the attribute turning with the group. No frame repeats a held-out NEGATED template.
+# Evaluation only (split "dev" whole) since 2026-12-07: two models trained on a third of the frames
+# (classifier-v7 and -v8) flagged the held-out denials as often as the model that never saw one (37% and
+# 37% against 38%; 34% for a second seed of that model) and kind words about groups more often.
 ATTRIBUTES = ("lazy", "stupid", "dirty", "violent", "criminals", "dangerous", "disgusting", "evil", "inferior",
               "animals", "parasites", "terrorists", "liars", "thieves", "greedy", "ugly", "savages", "useless")
 NEGATION_FRAMES = (
@@ -546,7 +549,7 @@ def generate(split: str | None = None) -> list[Case]:
     source; hate templates added after the first model follow the insults).
     `split`: only the "train" or only the "dev" templates."""
     cases = (_group_cases("neutral_identity", NEUTRAL) + _group_cases("positive_identity", POSITIVE)
-             + _group_cases("negated_hate", NEGATED) + _composed("negated_hate", NEGATION_FRAMES)
+             + _group_cases("negated_hate", NEGATED) + _composed("negated_hate", NEGATION_FRAMES, split="dev")
              + _group_cases("counter_speech", COUNTER_GROUP)
              + _counter_personal(len(COUNTER_GROUP)) + _violent_idioms())
     # The hate added later comes last, so the cases before it keep their obfuscation. It is held out whole
