@@ -9,8 +9,10 @@ original):
 
 - look-alike letters: in a word that mixes ASCII letters with others, each other letter that Unicode's
   confusables table (the `confusable_homoglyphs` package) lists as a look-alike of an ASCII letter
-  becomes that letter (Cyrillic "о", Armenian "ո", Latin script "ɡ"). A word written wholly in
-  Cyrillic or Greek (real Russian or Greek) is left alone.
+  becomes that letter (Cyrillic "о", Armenian "ո", Latin script "ɡ"). A letter that is only a bar
+  ("ӏ", "І", "Ι") reads as I when it is a capital, and as i or l, whichever makes a dictionary word
+  ("animaӏs" -> "animals"). A word written wholly in Cyrillic or Greek (real Russian or Greek) is left
+  alone.
 - spaced-out letters: three or more single letters joined by one and the same separator (a space, a
   dot, a hyphen, an underscore or an asterisk) are joined ("f u c k" -> "fuck", "s.t.u.p.i.d" ->
   "stupid"). Abbreviations with dots ("U.S.A.") come out as "USA", which reads the same.
@@ -38,6 +40,7 @@ original):
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from collections.abc import Callable
 import unicodedata
@@ -190,9 +193,38 @@ def _fold_lookalikes(text: str) -> str:
     out = []
     for word in re.split(r"(\W+)", text):
         if word and not word.isascii() and _HAS_LATIN.search(word):
-            word = "".join(c if c.isascii() or not c.isalpha() else (_latin_lookalike(c) or c) for c in word)
+            word = _folded(word)
         out.append(word)
     return "".join(out)
+
+
+MAX_BARS = 4  # look-alikes of i and l in one word whose readings are tried against the dictionary
+
+
+@functools.lru_cache(maxsize=4096)
+def _folded(word: str) -> str:
+    """`word` with each look-alike letter read as its ASCII letter. A letter that is only a vertical bar
+    (Cyrillic "ӏ" and "І", Greek "Ι"; the table reads some as i, some as l) is read as a capital I when
+    it is a capital and as the table says otherwise, unless the word is a dictionary word only with
+    some of them read the other way (i for l, l for i: "animaӏs" -> "animals", "ІDІOT" -> "IDIOT"); of
+    several dictionary words, the most frequent ("aӏӏ" -> "all", not "ali")."""
+    letters, bars = [], []
+    for k, c in enumerate(word):
+        latin = None if c.isascii() or not c.isalpha() else _latin_lookalike(c)
+        if latin is not None and latin.lower() in ("i", "l"):
+            bars.append(k)
+            latin = "I" if c.isupper() else latin.lower()
+        letters.append(latin or c)
+    if not bars or len(bars) > MAX_BARS:
+        return "".join(letters)
+    known, other = _speller().words, {"i": "l", "l": "i", "I": "L", "L": "I"}
+    best, best_count = "".join(letters), known.get("".join(letters).lower(), 0)
+    for n in range(1, len(bars) + 1):  # the fewest letters read the other way first, on a tie
+        for chosen in itertools.combinations(bars, n):
+            trial = "".join(other[letters[k]] if k in chosen else letters[k] for k in range(len(letters)))
+            if known.get(trial.lower(), 0) > best_count:
+                best, best_count = trial, known[trial.lower()]
+    return best
 
 
 def classifier_input(text: str) -> str:

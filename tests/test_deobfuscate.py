@@ -21,6 +21,9 @@ from moderator.deobfuscate import classifier_input
     ("\uff49\uff44\uff49\uff4f\uff54", "idiot"),  # full-width: NFKC
     ("they are v1l3", "they are vile"), ("h3ll0!", "hello!"),  # a leet word's last letters too
     ("I will \u0455tra\u0578\u0261le you", "I will strangle you"),  # Cyrillic s, Armenian n, Latin script g
+    # a bar read as i or l, whichever makes a word (Cyrillic palochka, Cyrillic and Greek capital I)
+    ("\u04cfoser", "loser"), ("anima\u04cfs", "animals"), ("k\u0456ll a\u04cf\u04cf", "kill all"),
+    ("\u0406D\u0406OT", "IDIOT"), ("\u0399diot", "Idiot"), ("fi\u04cfthy \u0399\u0405\u041b", "filthy \u0399\u0405\u041b"),
     # typos that can only be one word, and words glued together
     ("You are a stpuid idoit.", "You are a stupid idiot."), ("I will klil you", "I will kill you"),
     ("FITLHY", "FILTHY"), ("youidiot", "you idiot"), ("Muslims arefilthyparasites.", "Muslims are filthy parasites."),
