@@ -9,7 +9,8 @@ original):
 
 - look-alike letters: in a word that mixes ASCII letters with others, each other letter that Unicode's
   confusables table (the `confusable_homoglyphs` package) lists as a look-alike of an ASCII letter
-  becomes that letter (Cyrillic "о", Armenian "ո", Latin script "ɡ"). A letter that is only a bar
+  becomes that letter (Cyrillic "о", Armenian "ո", Latin script "ɡ"; and SMALL_CAPITALS, which it
+  leaves out: Cyrillic "к", Greek "κ"). A letter that is only a bar
   ("ӏ", "І", "Ι") reads as I when it is a capital, and as i or l, whichever makes a dictionary word
   ("animaӏs" -> "animals"). A word written wholly in Cyrillic or Greek (real Russian or Greek) is left
   alone.
@@ -174,9 +175,17 @@ def _unleet(match: re.Match[str]) -> str:
     return "".join(LEET.get(c, c) for c in head) + tail
 
 
+# Look-alikes the confusables table leaves out because some fonts draw them otherwise (small capitals
+# in most fonts), which homoglyph lists for spoofing still use: Cyrillic and Greek k, Cyrillic m and t.
+SMALL_CAPITALS = {"\u043a": "k", "\u03ba": "k", "\u043c": "m", "\u0442": "t"}
+
+
 @functools.lru_cache(maxsize=4096)
 def _latin_lookalike(char: str) -> str | None:
     from confusable_homoglyphs import confusables
+
+    if char in SMALL_CAPITALS:
+        return SMALL_CAPITALS[char]
 
     # Every script, Latin included: "ɡ" (Latin script g) and "ı" (dotless i) read as g and i too.
     for found in confusables.is_confusable(char, greedy=True) or []:
