@@ -303,7 +303,7 @@ def test_a_run_records_the_commit_of_its_code_and_the_card_prints_it(tmp_path):
     assert json.loads((tmp_path / "train_stats.json").read_text())["code"] == info["code"]
     if head:  # a git checkout (CI clones one): the commit the code ran at
         assert info["code"]["commit"] == head and isinstance(info["code"]["dirty"], bool)
-    assert code_version() == info["code"]
+    assert code_version() is code_version() and code_version() == info["code"]  # read once, as the run starts
     run = {"command": "python -m train detox --out runs/x", "code": {"commit": "a" * 40, "dirty": True}}
     assert described_command(run) == ("`python -m train detox --out runs/x` "
                                       "(code at commit aaaaaaaaaa, with uncommitted changes)")

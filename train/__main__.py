@@ -36,6 +36,9 @@ def _setup(threads: int) -> None:
     hf_logging.disable_progress_bar()
     if threads:
         torch.set_num_threads(threads)
+    from train.loop import code_version
+
+    code_version()  # the commit the run starts at (train_stats.json records it when the run ends)
 
 
 def _record_note(out: Path, note: str | None) -> None:

@@ -15,6 +15,7 @@ written to a temporary name and renamed, so a run killed while saving keeps the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -121,10 +122,13 @@ def command_line(argv: Sequence[str]) -> str:
     return "python -m train " + shlex.join(args)
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> dict | None:
     """The git commit the training code ran at, and whether the checkout had uncommitted changes to the
     code (train/, moderator/, setup.cfg): the command alone does not say which recipe it ran, since the
-    data mixes change between commits. None outside a git checkout (an installed package)."""
+    data mixes change between commits. Read once, at the first call: every `python -m train` command
+    calls it as it starts, so a commit made while a run trains is not taken for the run's code. None
+    outside a git checkout (an installed package)."""
     root = Path(__file__).resolve().parent.parent
     try:
         def git(*args: str) -> str:
