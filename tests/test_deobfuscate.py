@@ -23,7 +23,9 @@ from moderator.deobfuscate import classifier_input
     ("I will \u0455tra\u0578\u0261le you", "I will strangle you"),  # Cyrillic s, Armenian n, Latin script g
     # a bar read as i or l, whichever makes a word (Cyrillic palochka, Cyrillic and Greek capital I)
     ("\u04cfoser", "loser"), ("anima\u04cfs", "animals"), ("k\u0456ll a\u04cf\u04cf", "kill all"),
-    ("\u043aill", "kill"), ("\u03baill \u0442he \u043cuslims", "kill the muslims"), ("\u0406D\u0406OT", "IDIOT"), ("\u0399diot", "Idiot"), ("fi\u04cfthy \u0399\u0405\u041b", "filthy \u0399\u0405\u041b"),
+    ("\u0406D\u0406OT", "IDIOT"), ("\u0399diot", "Idiot"), ("fi\u04cfthy \u0399\u0405\u041b", "filthy \u0399\u0405\u041b"),
+    # small-capital look-alikes the confusables table lacks (Cyrillic and Greek k, Cyrillic m and t)
+    ("\u043aill", "kill"), ("\u03baill \u0442he \u043cuslims", "kill the muslims"),
     # typos that can only be one word, and words glued together
     ("You are a stpuid idoit.", "You are a stupid idiot."), ("I will klil you", "I will kill you"),
     ("FITLHY", "FILTHY"), ("youidiot", "you idiot"), ("Muslims arefilthyparasites.", "Muslims are filthy parasites."),
