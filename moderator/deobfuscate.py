@@ -213,10 +213,10 @@ MAX_BARS = 4  # look-alikes of i and l in one word whose readings are tried agai
 @functools.lru_cache(maxsize=4096)
 def _folded(word: str) -> str:
     """`word` with each look-alike letter read as its ASCII letter. A letter that is only a vertical bar
-    (Cyrillic "ӏ" and "І", Greek "Ι"; the table reads some as i, some as l) is read as a capital I when
-    it is a capital and as the table says otherwise, unless the word is a dictionary word only with
-    some of them read the other way (i for l, l for i: "animaӏs" -> "animals", "ІDІOT" -> "IDIOT"); of
-    several dictionary words, the most frequent ("aӏӏ" -> "all", not "ali")."""
+    (Cyrillic "ӏ" and "І", Greek "Ι"; the table reads some as i, some as l) is first read as I when it
+    is a capital and as the table says otherwise; then every reading with some bars the other way (i
+    for l, l for i) is looked up, and the most frequent dictionary word wins ("animaӏs" -> "animals",
+    "aӏӏ" -> "all", not "ali"; "ІDІOT" -> "IDIOT"), the first reading when none is a more frequent word."""
     letters, bars = [], []
     for k, c in enumerate(word):
         latin = None if c.isascii() or not c.isalpha() else _latin_lookalike(c)
