@@ -209,7 +209,8 @@ class PolicyConfig:
         "explicit hate through to rewriting (see the README)", 0.7)
     delete_sentences: str = _help(
         "posts of several sentences: a toxic sentence for which no rewrite passes may be deleted, and the rest "
-        "of the post published if it still passes verification as a whole: any (on real forum posts it "
+        "of the post published if it still passes verification as a whole (so may the rewritten sentences of a "
+        "post that still reads toxic once put back together): any (on real forum posts it "
         "published more and sent fewer to review than unrewritable: see the README), unrewritable (only "
         "sentences the rewritability model judges not rewritable), or never", "any")
     on_rewrite_failure: str = _help(

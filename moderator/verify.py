@@ -10,7 +10,9 @@ other sentence byte for byte (sentences.py), and the whole rewritten post is che
 when only some of its sentences were rewritten, it passes the toxicity check when each of its
 sentences scores under `max_rewrite_toxicity` and the whole post under
 `max_rewrite_context_toxicity` (the classifier scores long news comments high as a whole even when
-none of their sentences is toxic).
+none of their sentences is toxic). A partly rewritten post that fails that check is tried once more
+without its rewritten sentences, where the policy lets them be deleted (the rewritten sentences each
+passed alone, but the post still reads toxic around them).
 
 A post whose targets cannot all be rewritten, or whose reassembled rewrite fails, goes to
 `[policy] on_rewrite_failure` (review, or remove) with the reason of what failed; the rewrite built
@@ -130,6 +132,30 @@ class Verify:
             out[i] = (chosen, failure, tried)
         return out
 
+    def check_posts(self, originals: list[str], rewrites: list[str], partial: list[bool]
+                    ) -> list[tuple[float | None, float | None, str | None]]:
+        """(toxicity, similarity, failure reason or None) of each reassembled post against its original.
+        A partly rewritten post (only some of its sentences rewritten) is read sentence by sentence, the
+        whole held to max_rewrite_context_toxicity (a long post scores high as a whole when no sentence
+        of it is toxic); a post rewritten whole is held to max_rewrite_toxicity."""
+        filled = [k for k, r in enumerate(rewrites) if r.strip()]
+        toxicity, similarity = self.score([originals[k] for k in filled], [rewrites[k] for k in filled])
+        scores: list[tuple[float | None, float | None]] = [(None, None)] * len(rewrites)
+        for k, t, s in zip(filled, toxicity.tolist(), similarity.tolist()):
+            scores[k] = (t, s)
+        by_sentence = [k for k in filled if partial[k]]
+        worst = dict(zip(by_sentence, self.sentence_toxicity([rewrites[k] for k in by_sentence]).tolist()))
+        out = []
+        for k, (original, rewrite) in enumerate(zip(originals, rewrites)):
+            post_toxicity, bar = scores[k][0] or 0.0, None
+            if k in worst:
+                bar = self.policy.max_rewrite_context_toxicity
+                if np.float32(worst[k]) >= self.policy.max_rewrite_toxicity:
+                    post_toxicity, bar = worst[k], None
+            out.append((scores[k][0], scores[k][1],
+                        self.check(original, rewrite, post_toxicity, scores[k][1] or 0.0, bar)))
+        return out
+
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         n = batch.num_rows
         candidates = (batch.column(records.REWRITE_CANDIDATES).to_pylist()
@@ -160,24 +186,32 @@ class Verify:
                 actions[i], reasons[i] = self.policy.on_rewrite_failure, failure
         toxicity: list[float | None] = [None] * n
         similarity: list[float | None] = [None] * n
-        whole = [i for i in rows if rewrites[i].strip()]
-        post_toxicity, post_similarity = self.score([texts[i] for i in whole], [rewrites[i] for i in whole])
-        for i, t, s in zip(whole, post_toxicity.tolist(), post_similarity.tolist()):
+        partial = {i: self.partly_rewritten(targets[i], spans[i]) for i in rows}
+        checked = self.check_posts([texts[i] for i in rows], [rewrites[i] for i in rows],
+                                   [partial[i] and actions[i] == Action.REWRITE for i in rows])
+        failures = {}
+        for i, (t, s, failure) in zip(rows, checked):
             toxicity[i], similarity[i] = t, s
-        # A post whose toxic sentences were rewritten, not the whole of it: read sentence by sentence, with
-        # the whole post held to max_rewrite_context_toxicity (a long post scores high as a whole when no
-        # sentence of it is toxic).
-        partial = [i for i in whole if actions[i] == Action.REWRITE and self.partly_rewritten(targets[i], spans[i])]
-        worst_sentence = dict(zip(partial, self.sentence_toxicity([rewrites[i] for i in partial]).tolist()))
-        for i in rows:
-            if actions[i] != Action.REWRITE:
+            if actions[i] == Action.REWRITE:
+                failures[i] = failure
+        # A partly rewritten post that still reads toxic once put back together (its rewritten sentences
+        # each passed alone): publish it without those sentences, where the policy lets them be deleted
+        # and the rest passes the same checks.
+        retry = {}
+        for i, failure in failures.items():
+            if failure != "rewrite_still_toxic" or not partial[i]:
                 continue
-            post_toxicity, bar = toxicity[i] or 0.0, None
-            if i in worst_sentence:
-                bar = self.policy.max_rewrite_context_toxicity
-                if np.float32(worst_sentence[i]) >= self.policy.max_rewrite_toxicity:
-                    post_toxicity, bar = worst_sentence[i], None
-            failure = self.check(texts[i], rewrites[i], post_toxicity, similarity[i] or 0.0, bar)
+            picks = dict(chosen[i][0])
+            dropped = [k for k, (_, _, deletable) in enumerate(batch_targets[i]) if deletable and picks.get(k)]
+            if dropped:
+                picks.update({k: "" for k in dropped})
+                retry[i] = sentences.reassemble(texts[i], [(t["start"], t["end"]) for t in targets[i]], picks)
+        if retry:
+            rechecked = self.check_posts([texts[i] for i in retry], list(retry.values()), [True] * len(retry))
+            for (i, rewrite), (t, s, failure) in zip(retry.items(), rechecked):
+                if failure is None:
+                    rewrites[i], toxicity[i], similarity[i], failures[i] = rewrite, t, s, None
+        for i, failure in failures.items():
             if failure is not None:
                 actions[i], reasons[i] = self.policy.on_rewrite_failure, failure
         batch = records.set_column(batch, records.REWRITE, pa.array(rewrites, pa.string()))

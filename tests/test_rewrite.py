@@ -242,3 +242,47 @@ def test_a_partly_rewritten_post_is_read_by_its_sentences_with_the_whole_held_to
                   max_rewrite_context_toxicity=0.0) == "above_rewrite_threshold"  # no context bar for a whole rewrite
     assert verify(whole_post, max_rewrite_toxicity=max(whole_score - 0.01, 0.0),
                   max_rewrite_context_toxicity=1.0) == "rewrite_still_toxic"
+
+
+@pytest.mark.parametrize("mode", ["any", "never"])
+def test_a_post_that_still_reads_toxic_around_its_rewrite_is_published_without_the_rewritten_sentence(mode):
+    """The rewritten sentence passes alone but the reassembled post fails the context bar: with
+    delete_sentences = "any" the post is tried again without that sentence and published if the rest
+    passes; with "never" it goes to review with the rewrite kept for the reviewer."""
+    from moderator import sentences
+    from moderator.classify import SENTENCES_TYPE
+    from moderator.policy import TARGETS_TYPE
+
+    classifier = Classifier(ClassifierConfig(), RuntimeConfig())
+    embedder = Embedder(None, "cpu")
+    post = "The bus was late again.\nYou are an idiot. See you on Monday."
+    spans = sentences.split(post)
+    candidate = "You are wrong."
+    rewrite = sentences.reassemble(post, spans[1:2], {0: candidate})
+    without = sentences.reassemble(post, spans[1:2], {0: ""})
+    assert without == "The bus was late again. See you on Monday."
+
+    def score(texts):
+        return classifier.toxicity(classifier.predict(texts)).astype(float)
+
+    with_rewrite, without_it = score([rewrite, without])
+    assert without_it < with_rewrite  # the bundled classifier reads the rewrite as the more toxic post
+    batch = pa.RecordBatch.from_pydict({
+        records.TEXT: [post], records.ACTION: ["rewrite"], records.REASON: ["above_rewrite_threshold"],
+        records.REWRITE_CANDIDATES: [[[candidate]]],
+        records.TARGETS: pa.array([[{"start": spans[1][0], "end": spans[1][1], "unrewritable": 0.0}]], TARGETS_TYPE),
+        records.SENTENCES: pa.array([[{"start": a, "end": b, "toxicity": 0.9 if k == 1 else 0.1}
+                                      for k, (a, b) in enumerate(spans)]], SENTENCES_TYPE),
+    })
+    policy = PolicyConfig(min_similarity=-1.0, max_rewrite_toxicity=1.0, delete_sentences=mode,
+                          max_rewrite_context_toxicity=float((with_rewrite + without_it) / 2))
+    out = Verify(policy, classifier, embedder)(batch).to_pylist()[0]
+    assert out[records.CANDIDATES] == 1 and out[records.REWRITTEN_SENTENCES] == 1
+    if mode == "any":
+        assert (out[records.ACTION], out[records.REASON]) == ("rewrite", "above_rewrite_threshold")
+        assert out[records.REWRITE] == without
+        assert out[records.REWRITE_TOXICITY] == pytest.approx(without_it, abs=1e-6)
+    else:
+        assert (out[records.ACTION], out[records.REASON]) == ("review", "rewrite_still_toxic")
+        assert out[records.REWRITE] == rewrite
+        assert out[records.REWRITE_TOXICITY] == pytest.approx(with_rewrite, abs=1e-6)
