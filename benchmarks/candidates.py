@@ -76,11 +76,11 @@ def main() -> None:
             trial = records.set_column(batch, records.REWRITE_CANDIDATES, pa.array(first_k, CANDIDATES_TYPE))
             policy = dataclasses.replace(config.policy, delete_sentences=delete)
             out = Verify(policy, models.classifier, models.embedder,
-                         unrewritable_threshold(policy, models.rewritability))(trial)
+                         unrewritable_threshold(policy, models.rewritability), models.rewritability)(trial)
             results[f"{k} candidates, delete {delete}"] = verdict(posts, out)
         if k > 1:  # greedy first: the samples only for a target whose greedy rewrite fails the check
             verify = Verify(config.policy, models.classifier, models.embedder,
-                            unrewritable_threshold(config.policy, models.rewritability))
+                            unrewritable_threshold(config.policy, models.rewritability), models.rewritability)
             adaptive, generations = greedy_first(verify, batch, generated, k)
             trial = records.set_column(batch, records.REWRITE_CANDIDATES, pa.array(adaptive, CANDIDATES_TYPE))
             result = verdict(posts, verify(trial))

@@ -148,7 +148,8 @@ def batch(ctx: click.Context, inputs: tuple[str, ...], out: Path | None, config_
     toxic sentences go to a LoRA-adapted decoder, which proposes a few rewrites of each; the best
     one that verification passes replaces the sentence and every other sentence is kept as written.
     A post whose meaning itself is abuse, a threat or hate (a small rewritability model judges) is
-    removed; one that no rewrite could fix goes to human review. The run folder gets
+    removed: untried where the model is sure, else once no rewrite passed; one that no rewrite
+    could fix goes to human review. The run folder gets
     the annotated posts (output/part-*.parquet or .jsonl, a `moderation` column added), an audit
     log with one line per input record (audit.jsonl), the records that could not be moderated
     (quarantine.jsonl) and a manifest (manifest.json). Audit lines are hash-chained (see

@@ -188,8 +188,21 @@ class PolicyConfig:
         'folder of the model that judges whether a toxic text can be rewritten at all (moderator.rewritability); '
         'unset: the one bundled with moderator; "off": every toxic post is tried', None)
     rewritability_threshold: float | None = _help(
-        "probability of 'cannot be rewritten' at or above which a toxic text counts as not rewritable; "
-        "unset: the model's own threshold (chosen for precision on held-out data, see its model card)", None)
+        "probability of 'cannot be rewritten' at or above which a toxic text counts as likely not rewritable: "
+        "the post is tried, and removed (not_rewritable) when no rewrite of it passes verification, instead of "
+        "going to on_rewrite_failure; unset: the model's own threshold (precision 0.8 on held-out data, see its "
+        "model card)", None)
+    rewritability_sure_threshold: float | None = _help(
+        "probability of 'cannot be rewritten' at or above which a toxic post is removed (not_rewritable) without "
+        "trying a rewrite; unset: the model's own sure threshold (precision 0.9 on held-out data). Set it to "
+        "rewritability_threshold to remove every post judged not rewritable untried. On real forum posts, trying "
+        "first published more of them and removed fewer (see the README)", None)
+    try_first_max_category: float = _help(
+        "a post judged likely (not surely) not rewritable is tried first only when each of its "
+        "unrewritable_categories scores under this: the classifier sees no sign of a threat or an attack on a "
+        "group, only abuse, which a rewrite can drop; otherwise it is removed untried as before. 0.35, half the "
+        "category threshold: of the robustness suite's threats the categories missed, none is under it, of its "
+        "attacks on groups 3 of 25 (see the README). A classifier without categories: every such post is tried", 0.35)
     sure_toxicity: float = _help(
         "a post judged not rewritable, or holding one of unrewritable_categories, is removed only at or above "
         "this toxicity; under it the machine is unsure and sends it to review (uncertain_not_rewritable, "
@@ -234,12 +247,12 @@ class PolicyConfig:
         from moderator.records import CATEGORIES
 
         for name in ("rewrite_threshold", "max_rewrite_toxicity", "max_rewrite_context_toxicity", "sure_toxicity",
-                     "category_threshold"):
+                     "category_threshold", "try_first_max_category"):
             _check_range("policy", name, getattr(self, name), 0.0, 1.0)
         object.__setattr__(self, "unrewritable_categories", tuple(self.unrewritable_categories))
         for category in self.unrewritable_categories:
             _check_choice("policy", "unrewritable_categories", category, CATEGORIES)
-        for name in ("remove_threshold", "rewritability_threshold"):
+        for name in ("remove_threshold", "rewritability_threshold", "rewritability_sure_threshold"):
             if getattr(self, name) is not None:
                 _check_range("policy", name, getattr(self, name), 0.0, 1.0)
         _check_range("policy", "min_similarity", self.min_similarity, -1.0, 1.0)

@@ -306,6 +306,12 @@ def _removal_facts(line: dict[str, Any], thresholds: dict[str, Any]) -> str:
     if reason == "not_rewritable":
         p = line.get("unrewritable")
         judged = f" (probability {p:.3f})" if isinstance(p, (int, float)) else ""
+        tried = line.get("candidates")
+        if isinstance(tried, int) and tried > 0:  # likely not rewritable: tried first (policy.py)
+            return (f"at or above the rewrite threshold of {thresholds.get('rewrite_threshold')}, and an automated "
+                    f"rewritability model judged{judged} that its meaning itself is likely abusive; none of the "
+                    f"{tried} automated rewrites tried passed verification, so that no rewrite could keep it "
+                    "without the abuse. The post was removed without human review.")
         return (f"at or above the rewrite threshold of {thresholds.get('rewrite_threshold')}, and an automated "
                 f"rewritability model judged{judged} that its meaning itself is abusive, so that no rewrite could "
                 "keep it without the abuse. The post was removed without human review.")

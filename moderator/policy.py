@@ -6,7 +6,10 @@
     toxic, scoring >= category_threshold in one    -> remove  (category_threat, category_identity_attack...),
     of unrewritable_categories (threat, ...)          or review (uncertain_category) under sure_toxicity
     toxic, and its meaning itself is the harm      -> remove  (not_rewritable), or review
-                                                      (uncertain_not_rewritable) under sure_toxicity
+      (surely: rewritability_sure_threshold)          (uncertain_not_rewritable) under sure_toxicity
+    toxic, and likely not rewritable               -> rewrite, then verify removes it (not_rewritable)
+      (rewritability_threshold), no sign of a         when no rewrite passes; remove with --no-rewrite,
+      threat or hate (try_first_max_category)         or when there is such a sign
     toxic otherwise                                -> rewrite (above_rewrite_threshold)
                                                       or review (rewrite_disabled) with --no-rewrite
 
@@ -15,7 +18,9 @@ threshold on their own), or the whole post when it is one sentence or no single 
 without the others: these spans are the post's *targets* (a column the rewriter reads). Whether a
 target can be rewritten at all is the rewritability model's call (moderator.rewritability, trained
 on sentences annotators could and could not rewrite). A post is removed as not rewritable only when
-every target is judged so and the targets are the whole post; in a longer post, such a sentence may
+every target is judged so and the targets are the whole post: untried when the model is sure
+(precision 0.9 on held-out data), else only after no rewrite of it passed verification (precision
+0.8 alone removed one post in five that people could rewrite); in a longer post, such a sentence may
 instead be deleted if no rewrite of it passes verification ([policy] delete_sentences, verify.py).
 
 Categories come from a multi-label classifier that scores them beside toxicity (records.CATEGORIES,
@@ -42,10 +47,20 @@ TARGETS_TYPE = pa.list_(pa.struct([pa.field("start", pa.int32()), pa.field("end"
 
 
 def unrewritable_threshold(config: PolicyConfig, rewritability) -> float:  # type: ignore[no-untyped-def]
-    """The probability from which a text counts as not rewritable (infinite without a model)."""
+    """The probability from which a text counts as (likely) not rewritable (infinite without a model)."""
     if rewritability is None:
         return np.inf
     return config.rewritability_threshold if config.rewritability_threshold is not None else rewritability.threshold
+
+
+def sure_unrewritable_threshold(config: PolicyConfig, rewritability) -> float:  # type: ignore[no-untyped-def]
+    """The probability from which a toxic post is removed as not rewritable without trying a rewrite:
+    never below `unrewritable_threshold` (infinite without a model)."""
+    if rewritability is None:
+        return np.inf
+    sure = (config.rewritability_sure_threshold if config.rewritability_sure_threshold is not None
+            else getattr(rewritability, "sure_threshold", rewritability.threshold))
+    return max(sure, unrewritable_threshold(config, rewritability))
 
 
 class Policy:
@@ -54,6 +69,7 @@ class Policy:
         self.rewrite_enabled = rewrite_enabled
         self.rewritability = rewritability  # a moderator.rewritability.Rewritability, or None: everything is rewritable
         self.unrewritable_at = unrewritable_threshold(config, rewritability)
+        self.sure_unrewritable_at = sure_unrewritable_threshold(config, rewritability)
 
     def decide(self, toxicity: np.ndarray, unrewritable: np.ndarray | None = None,
                whole: np.ndarray | None = None,
@@ -65,9 +81,10 @@ class Policy:
         unrewritable = np.zeros(len(toxicity)) if unrewritable is None else unrewritable
         whole = np.ones(len(toxicity), dtype=bool) if whole is None else whole
         held = self.unrewritable_category(categories or {}, len(toxicity))
+        signs = self.category_signs(categories or {}, len(toxicity))
         config = self.config
         actions, reasons = [], []
-        for score, hopeless, entire, category in zip(toxicity, unrewritable, whole, held):
+        for score, hopeless, entire, category, sign in zip(toxicity, unrewritable, whole, held, signs):
             if score < config.rewrite_threshold:
                 action, reason = Action.ALLOW, "below_rewrite_threshold"
             elif config.remove_threshold is not None and score >= config.remove_threshold:
@@ -76,7 +93,10 @@ class Policy:
                 sure = score >= config.sure_toxicity
                 action, reason = ((Action.REMOVE, records.category_reason(category)) if sure
                                   else (Action.REVIEW, "uncertain_category"))
-            elif entire and hopeless >= self.unrewritable_at:
+            elif entire and (hopeless >= self.sure_unrewritable_at or hopeless >= self.unrewritable_at
+                             and (not self.rewrite_enabled or sign >= config.try_first_max_category)):
+                # likely but not surely hopeless, and no sign of a threat or hate: rewritten first (verify
+                # removes it if no rewrite passes); an insult can be rewritten, a threat is not
                 sure = score >= config.sure_toxicity
                 action, reason = ((Action.REMOVE, "not_rewritable") if sure
                                   else (Action.REVIEW, "uncertain_not_rewritable"))
@@ -97,6 +117,13 @@ class Policy:
         table = np.nan_to_num(np.stack([categories[name] for name in names], axis=1), nan=-1.0)
         best = table.argmax(axis=1)  # ties: the first in the setting's order
         return [names[b] if table[i, b] >= self.config.category_threshold else None for i, b in enumerate(best)]
+
+    def category_signs(self, categories: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Per post, its highest score among `unrewritable_categories` (0 for a classifier without them)."""
+        names = [name for name in self.config.unrewritable_categories if name in categories]
+        if not names:
+            return np.zeros(n)
+        return np.nan_to_num(np.stack([categories[name] for name in names], axis=1), nan=0.0).max(axis=1)
 
     def targets(self, text: str, sentences: list[dict] | None) -> tuple[list[tuple[int, int]], bool]:
         """The spans of a toxic post to rewrite, and whether they are the whole post."""

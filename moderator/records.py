@@ -97,7 +97,8 @@ REASONS = {
     "rewritten_truncated": "rewrite: too long for the rewriter's context; its start was rewritten",
     "above_remove_threshold": "remove: toxicity at or above the remove threshold (opt-in: [policy] remove_threshold)",
     "not_rewritable": "remove: toxic, and its meaning itself is the harm (abuse, a threat, hate, only obscenity): "
-                      "the rewritability model says no faithful rewrite exists",
+                      "the rewritability model says no faithful rewrite exists (surely; or likely, and no rewrite "
+                      "passed verification)",
     "uncertain_not_rewritable": "review: judged not rewritable, but its toxicity is under [policy] sure_toxicity",
     **{category_reason(name): f"remove: toxic, and at or above [policy] category_threshold for {name} ({help}), "
                               "a category of [policy] unrewritable_categories: a rewrite would launder the harm"

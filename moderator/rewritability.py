@@ -4,9 +4,11 @@ Rewriting is the default for a toxic post, but some texts have nothing left once
 gone: pure abuse or obscenity, a threat, hate against a group. Rewriting those either changes their
 meaning (the rewrite "verifies", yet says something the author never said) or launders the harm
 into polite words. This model gives, per text, the probability that no faithful non-toxic rewrite
-exists; the policy removes a toxic post only when it is at or above the model's threshold, which
-was chosen on held-out data for precision, since a wrong "not rewritable" deletes a post that could
-have been kept.
+exists. The model ships two thresholds, both chosen on held-out data for precision, since a wrong
+"not rewritable" deletes a post that could have been kept: from `sure_threshold` (precision 0.9) on
+the policy removes a toxic post untried; from `threshold` (precision 0.8) on it tries a rewrite first
+and removes the post only when no rewrite passes verification. A model folder without a sure
+threshold (trained before it existed) has one threshold for both.
 
 It is a logistic regression on hashed word and character n-grams (scikit-learn's stateless
 HashingVectorizer, as in the cascade's first stage), so the folder holds only numbers, no pickles:
@@ -81,6 +83,7 @@ class Rewritability:
         self.model_ref = model_ref
         self.config = config
         self.threshold = float(config["threshold"])
+        self.sure_threshold = max(self.threshold, float(config.get("sure_threshold", self.threshold)))
         self.vectorizers = make_vectorizers(config["features"])
         self.coef = coef
         self.intercept = intercept

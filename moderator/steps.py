@@ -176,7 +176,7 @@ def rewriting_steps(config: JobConfig, models: Models) -> NamedSteps:
     if models.rewriter is None:
         raise ValueError("rewriting is on, but the models were loaded without a rewriter")
     verify = Verify(config.policy, models.classifier, models.embedder,
-                    unrewritable_threshold(config.policy, models.rewritability))
+                    unrewritable_threshold(config.policy, models.rewritability), models.rewritability)
     # verify's candidate check screens the greedy rewrites; the rewriter's sample_when says whether it is used
     return [(REWRITE, functools.partial(models.rewriter, screen=verify.passes)), (VERIFY, verify)]
 

@@ -16,7 +16,13 @@ passed alone, but the post still reads toxic around them).
 
 A post whose targets cannot all be rewritten, or whose reassembled rewrite fails, goes to
 `[policy] on_rewrite_failure` (review, or remove) with the reason of what failed; the rewrite built
-from the first (greedy) candidates is kept for the reviewer.
+from the first (greedy) candidates is kept for the reviewer. A post the rewritability model judged
+likely not rewritable as a whole (at or above `[policy] rewritability_threshold`, under its sure
+threshold: the policy tried it first) is removed instead (not_rewritable), or sent to review
+(uncertain_not_rewritable) under `[policy] sure_toxicity`: the model and the rewriter agree. For
+such a post a candidate also fails when the rewritability model still judges the candidate itself
+likely not rewritable: "He should resign and go hang himself in shame." rewritten "He should
+resign and go hang himself." keeps the harm, which the classifier does not see.
 """
 
 from __future__ import annotations
@@ -42,11 +48,12 @@ def same_words(a: str, b: str) -> bool:
 
 class Verify:
     def __init__(self, policy: PolicyConfig, classifier: Classifier, embedder: Embedder,
-                 unrewritable_at: float = np.inf) -> None:
+                 unrewritable_at: float = np.inf, rewritability=None) -> None:  # type: ignore[no-untyped-def]
         self.policy = policy
         self.classifier = classifier
         self.embedder = embedder
-        self.unrewritable_at = unrewritable_at  # the policy's: from it on, a sentence may be deleted
+        self.unrewritable_at = unrewritable_at  # the policy's: from it on, a sentence may be deleted, a post removed
+        self.rewritability = rewritability  # moderator.rewritability.Rewritability, or None
 
     def check(self, original: str, candidate: str, toxicity: float, similarity: float,
               max_toxicity: float | None = None) -> str | None:
@@ -99,6 +106,14 @@ class Verify:
             cursor += len(row)
         return out
 
+    def failed(self, failure: str, hopeless: bool, toxicity: float) -> tuple[str, str]:
+        """Action and reason of a toxic post none of whose rewrites passed: `hopeless` when the
+        rewritability model judged the whole post likely not rewritable."""
+        if hopeless:
+            return ((Action.REMOVE, "not_rewritable") if toxicity >= self.policy.sure_toxicity
+                    else (Action.REVIEW, "uncertain_not_rewritable"))
+        return self.policy.on_rewrite_failure, failure
+
     def deletable(self, target: dict, spans: int, targets: int) -> bool:
         """Whether a target sentence may be deleted when none of its rewrites passes."""
         mode = self.policy.delete_sentences
@@ -106,15 +121,26 @@ class Verify:
             return False
         return mode == "any" or (target["unrewritable"] or 0.0) >= self.unrewritable_at
 
-    def choose(self, batch_targets: dict[int, list[tuple[str, list[str], bool]]]) -> dict[int, tuple[dict, str | None, int]]:
+    def choose(self, batch_targets: dict[int, list[tuple[str, list[str], bool]]],
+               hopeless: set[int] | None = None) -> dict[int, tuple[dict, str | None, int]]:
         """Per row: ({target: chosen text}, failure reason or None, candidates tried). Every candidate
-        of the batch is scored in one classifier and one embedder pass."""
+        of the batch is scored in one classifier and one embedder pass. In the `hopeless` rows (posts the
+        rewritability model judged likely not rewritable) a candidate that it still judges so fails too
+        (not_rewritable): the harm is in what it says, and a rewrite that keeps it keeps the harm."""
         flat = [(i, k, original, c) for i, row in batch_targets.items() for k, (original, cands, _) in enumerate(row)
                 for c in cands]
         toxicity, similarity = self.score([f[2] for f in flat], [f[3] for f in flat])
+        whys = [self.check(original, c, t, s) for (_, _, original, c), t, s in zip(flat, toxicity, similarity)]
+        if hopeless and self.rewritability is not None:
+            judged = [n for n, (i, _, _, _) in enumerate(flat) if i in hopeless and whys[n] is None]
+            if judged:
+                p = self.rewritability.predict([flat[n][3] for n in judged])
+                for n, q in zip(judged, p):
+                    if q >= self.unrewritable_at:
+                        whys[n] = "not_rewritable"  # the post's reason if nothing else passes
         verdicts: dict[tuple[int, int], list[tuple[str, str | None, float]]] = {}
-        for (i, k, original, c), t, s in zip(flat, toxicity, similarity):
-            verdicts.setdefault((i, k), []).append((c, self.check(original, c, t, s), float((1.0 - t) * s)))
+        for (i, k, original, c), t, s, why in zip(flat, toxicity, similarity, whys):
+            verdicts.setdefault((i, k), []).append((c, why, float((1.0 - t) * s)))
         out = {}
         for i, row in batch_targets.items():
             chosen, failure, tried = {}, None, 0
@@ -174,7 +200,13 @@ class Verify:
                 deletable = self.deletable(target, len(spans[i] or []), len(targets[i]))
                 row.append((texts[i][target["start"]:target["end"]], cands, deletable))
             batch_targets[i] = row
-        chosen = self.choose(batch_targets)
+        partial = {i: self.partly_rewritten(targets[i], spans[i]) for i in rows}
+        unrewritable = (batch.column(records.UNREWRITABLE).to_pylist() if records.UNREWRITABLE in batch.schema.names
+                        else [None] * n)
+        post_toxicity = (batch.column(records.TOXICITY).fill_null(1.0).to_pylist()
+                         if records.TOXICITY in batch.schema.names else [1.0] * n)
+        hopeless = {i: not partial[i] and (unrewritable[i] or 0.0) >= self.unrewritable_at for i in rows}
+        chosen = self.choose(batch_targets, {i for i in rows if hopeless[i]})
         rewrites: list[str | None] = [None] * n
         tried: list[int | None] = [None] * n
         replaced: list[int | None] = [None] * n
@@ -183,10 +215,9 @@ class Verify:
             replaced[i] = len(picks)
             rewrites[i] = sentences.reassemble(texts[i], [(t["start"], t["end"]) for t in targets[i]], picks)
             if failure is not None:
-                actions[i], reasons[i] = self.policy.on_rewrite_failure, failure
+                actions[i], reasons[i] = self.failed(failure, hopeless[i], post_toxicity[i])
         toxicity: list[float | None] = [None] * n
         similarity: list[float | None] = [None] * n
-        partial = {i: self.partly_rewritten(targets[i], spans[i]) for i in rows}
         checked = self.check_posts([texts[i] for i in rows], [rewrites[i] for i in rows],
                                    [partial[i] and actions[i] == Action.REWRITE for i in rows])
         failures = {}
@@ -213,7 +244,7 @@ class Verify:
                     rewrites[i], toxicity[i], similarity[i], failures[i] = rewrite, t, s, None
         for i, failure in failures.items():
             if failure is not None:
-                actions[i], reasons[i] = self.policy.on_rewrite_failure, failure
+                actions[i], reasons[i] = self.failed(failure, hopeless[i], post_toxicity[i])
         batch = records.set_column(batch, records.REWRITE, pa.array(rewrites, pa.string()))
         batch = records.set_column(batch, records.REWRITE_TOXICITY, pa.array(toxicity, pa.float32()))
         batch = records.set_column(batch, records.SIMILARITY, pa.array(similarity, pa.float32()))

@@ -148,3 +148,55 @@ def test_a_binary_model_gets_exactly_the_decisions_of_a_model_without_categories
     reasons = set(with_scores.column(records.REASON).to_pylist())
     assert not any(r and "categor" in r for r in reasons)
     assert {"not_rewritable", "above_rewrite_threshold", "below_rewrite_threshold"} <= reasons
+
+
+class TwoThresholds:  # a rewritability model: p(not rewritable) is the text read as a number
+    threshold, sure_threshold = 0.5, 0.8
+
+    def predict(self, texts):
+        return np.array([float(t) for t in texts], dtype=np.float32)
+
+
+def test_a_post_likely_but_not_surely_unrewritable_is_tried_first():
+    batch = scored_batch([{"toxic": 0.9}] * 4)
+    batch = records.set_column(batch, records.TEXT, pa.array(["0.3", "0.6", "0.8", "0.95"]))
+    out = Policy(PolicyConfig(unrewritable_categories=()), rewritability=TwoThresholds())(batch)
+    assert out.column(records.REASON).to_pylist() == ["above_rewrite_threshold"] * 2 + ["not_rewritable"] * 2
+    assert out.column(records.UNREWRITABLE).to_pylist() == pytest.approx([0.3, 0.6, 0.8, 0.95])
+    # without a rewriter nothing can be tried: the fair call removes, as it did before there were two
+    out = Policy(PolicyConfig(unrewritable_categories=()), rewrite_enabled=False, rewritability=TwoThresholds())(batch)
+    assert out.column(records.REASON).to_pylist() == ["rewrite_disabled"] + ["not_rewritable"] * 3
+    # the settings override the model's thresholds; a sure threshold under the other one means "the same"
+    config = PolicyConfig(unrewritable_categories=(), rewritability_threshold=0.7, rewritability_sure_threshold=0.2)
+    out = Policy(config, rewritability=TwoThresholds())(batch)
+    assert out.column(records.REASON).to_pylist() == ["above_rewrite_threshold"] * 2 + ["not_rewritable"] * 2
+    config = PolicyConfig(unrewritable_categories=(), rewritability_sure_threshold=0.99)
+    out = Policy(config, rewritability=TwoThresholds())(batch)
+    assert out.column(records.REASON).to_pylist() == ["above_rewrite_threshold"] * 4
+
+
+def test_a_model_with_one_threshold_removes_from_it_untried():
+    class OneThreshold:
+        threshold = 0.5
+
+        def predict(self, texts):
+            return np.array([float(t) for t in texts], dtype=np.float32)
+
+    batch = records.set_column(scored_batch([{"toxic": 0.9}] * 2), records.TEXT, pa.array(["0.3", "0.6"]))
+    out = Policy(PolicyConfig(unrewritable_categories=()), rewritability=OneThreshold())(batch)
+    assert out.column(records.REASON).to_pylist() == ["above_rewrite_threshold", "not_rewritable"]
+
+
+def test_a_post_likely_unrewritable_with_a_sign_of_a_threat_or_hate_is_removed_untried():
+    rows = [{"toxic": 0.9, "threat": 0.1, "identity_attack": 0.2}, {"toxic": 0.9, "threat": 0.4},
+            {"toxic": 0.9, "identity_attack": 0.5}, {"toxic": 0.9, "insult": 0.9, "threat": 0.3}]
+    batch = records.set_column(scored_batch(rows), records.TEXT, pa.array(["0.6"] * 4))
+    out = Policy(PolicyConfig(), rewritability=TwoThresholds())(batch)
+    assert out.column(records.REASON).to_pylist() == [
+        "above_rewrite_threshold", "not_rewritable", "not_rewritable", "above_rewrite_threshold"]
+    out = Policy(PolicyConfig(try_first_max_category=0.45), rewritability=TwoThresholds())(batch)
+    assert out.column(records.REASON).to_pylist() == [
+        "above_rewrite_threshold", "above_rewrite_threshold", "not_rewritable", "above_rewrite_threshold"]
+    # only the categories the policy does not rewrite count
+    out = Policy(PolicyConfig(unrewritable_categories=("threat",)), rewritability=TwoThresholds())(batch)
+    assert out.column(records.REASON).to_pylist()[2] == "above_rewrite_threshold"

@@ -286,3 +286,57 @@ def test_a_post_that_still_reads_toxic_around_its_rewrite_is_published_without_t
         assert (out[records.ACTION], out[records.REASON]) == ("review", "rewrite_still_toxic")
         assert out[records.REWRITE] == rewrite
         assert out[records.REWRITE_TOXICITY] == pytest.approx(with_rewrite, abs=1e-6)
+
+
+@pytest.mark.parametrize("unrewritable,toxicity,sure_toxicity,expected", [
+    (0.6, 0.9, 0.0, ("remove", "not_rewritable")),  # likely not rewritable, and no rewrite passed
+    (0.4, 0.9, 0.0, ("review", "rewrite_copied")),  # rewritable: on_rewrite_failure, with what failed
+    (0.6, 0.9, 0.95, ("review", "uncertain_not_rewritable")),  # under sure_toxicity the machine is unsure
+])
+def test_a_post_likely_not_rewritable_is_removed_when_no_rewrite_of_it_passes(unrewritable, toxicity, sure_toxicity,
+                                                                              expected):
+    from moderator.policy import TARGETS_TYPE
+
+    post = "You are an idiot."
+    batch = pa.RecordBatch.from_pydict({
+        records.TEXT: [post], records.ACTION: ["rewrite"], records.REASON: ["above_rewrite_threshold"],
+        records.TOXICITY: pa.array([toxicity], pa.float32()),
+        records.UNREWRITABLE: pa.array([unrewritable], pa.float32()),
+        records.REWRITE_CANDIDATES: [[["you are an IDIOT!"]]],  # a copy: fails
+        records.TARGETS: pa.array([[{"start": 0, "end": len(post), "unrewritable": unrewritable}]], TARGETS_TYPE),
+    })
+    verify = Verify(PolicyConfig(sure_toxicity=sure_toxicity), Classifier(ClassifierConfig(), RuntimeConfig()),
+                    Embedder(None, "cpu"), unrewritable_at=0.5)
+    out = verify(batch).to_pylist()[0]
+    assert (out[records.ACTION], out[records.REASON]) == expected
+    assert out[records.CANDIDATES] == 1
+
+
+def test_a_rewrite_of_a_post_likely_not_rewritable_that_keeps_its_harm_does_not_pass():
+    """The classifier does not see the harm of "go hang himself"; the rewritability model still judges
+    the rewrite not rewritable, so for a post it judged likely not rewritable the rewrite fails and the
+    post is removed. The same rewrite of a post judged rewritable is published."""
+    from moderator.policy import TARGETS_TYPE
+    from moderator.rewritability import Rewritability
+
+    post, candidate = "He should resign and go hang himself in shame.", "He should resign and go hang himself."
+    rewritability = Rewritability.load()
+    (p_post, p_candidate) = rewritability.predict([post, candidate])
+    assert p_candidate >= rewritability.threshold
+
+    def run(unrewritable):
+        batch = pa.RecordBatch.from_pydict({
+            records.TEXT: [post], records.ACTION: ["rewrite"], records.REASON: ["above_rewrite_threshold"],
+            records.TOXICITY: pa.array([0.9], pa.float32()), records.UNREWRITABLE: pa.array([unrewritable], pa.float32()),
+            records.REWRITE_CANDIDATES: [[[candidate]]],
+            records.TARGETS: pa.array([[{"start": 0, "end": len(post), "unrewritable": unrewritable}]], TARGETS_TYPE),
+        })
+        verify = Verify(PolicyConfig(), Classifier(ClassifierConfig(), RuntimeConfig()), Embedder(None, "cpu"),
+                        rewritability.threshold, rewritability)
+        return verify(batch).to_pylist()[0]
+
+    out = run(float(p_post))
+    assert (out[records.ACTION], out[records.REASON]) == ("remove", "not_rewritable")
+    out = run(0.1)
+    assert (out[records.ACTION], out[records.REASON], out[records.REWRITE]) == ("rewrite", "above_rewrite_threshold",
+                                                                                candidate)

@@ -189,3 +189,27 @@ def test_copies_are_recognised_whatever_the_case_spacing_and_punctuation():
     assert same_words("  you  are, an idiot ...", "You are an idiot.")
     assert not same_words("You are an idiot.", "You are wrong.")
     assert not same_words("You are an idiot.", "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sure", [1.0, 0.0])
+def test_a_post_judged_likely_not_rewritable_is_tried_first_and_removed_when_no_rewrite_passes(tmp_path, sure):
+    """Between the rewritability model's two thresholds the post is rewritten first; when no rewrite
+    passes (the zero-shot base copies it) it is removed as not rewritable, not sent to review, and the
+    statement of reasons says a rewrite was tried. From the sure threshold on it is removed untried."""
+    post = "Your argument is idiotic, the tax cut will not pay for itself."
+    posts = write_parquet(tmp_path / "posts.parquet", {"id": ["p"], "text": [post]})
+    (tmp_path / "job.toml").write_text("[policy]\nunrewritable_categories = []\nrewritability_threshold = 0.0\n"
+                                       f"rewritability_sure_threshold = {sure}\n")
+    done = _cli("batch", str(posts), "--out", str(tmp_path / "run"), "--rewriter-base", "pip:gemma-3-270m",
+                "--engine", "hf", "--candidates", "1", "--config", str(tmp_path / "job.toml"))
+    assert done.exit_code == 0, done.output
+    (row,) = read_output(tmp_path / "run").column("moderation").to_pylist()
+    assert (row["action"], row["reason"]) == ("remove", "not_rewritable")
+    assert row["candidates"] == (1 if sure == 1.0 else None)
+    report = _cli("report", str(tmp_path / "run"), "--out", str(tmp_path / "r.html"), "--dsa-sor", str(tmp_path / "sor.jsonl"))
+    assert report.exit_code == 0, report.output
+    (statement,) = read_lines(tmp_path / "sor.jsonl")
+    tried = "none of the 1 automated rewrites tried passed verification"
+    assert (tried in statement["decision_facts"]) == (sure == 1.0)
+    assert "rewritability model" in statement["decision_facts"]

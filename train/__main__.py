@@ -406,6 +406,9 @@ def bundle_detox(model, compare, data, engine, limit, recorded, threads) -> None
 @click.option("--min-precision", type=float, default=0.8, show_default=True,
               help="The threshold is the lowest with this precision of 'not rewritable' on held-out data "
                    "(out-of-fold scores; the dev split with --cv-folds 0).")
+@click.option("--sure-precision", type=float, default=0.9, show_default=True,
+              help="The sure threshold (the product removes untried from it on; between the two it tries a rewrite "
+                   "first) is the lowest with this precision, the same way.")
 @click.option("--max-train", type=int, help="Subsample the training split to this many examples.")
 @click.option("--cv-folds", type=int, default=5, show_default=True,
               help="Cross-validate on all ParaDetox examples, and pick the threshold there (0: on the dev split).")
@@ -415,8 +418,8 @@ def bundle_detox(model, compare, data, engine, limit, recorded, threads) -> None
 @click.option("--reference/--no-reference", default=False, show_default=True,
               help="Also report a logistic regression on MiniLM embeddings, for the model card (about 1 minute).")
 @threads_option
-def rewritability(out, data, unclear, extra_cap, c, min_precision, max_train, cv_folds, compare, reference,
-                  threads) -> None:
+def rewritability(out, data, unclear, extra_cap, c, min_precision, sure_precision, max_train, cv_folds, compare,
+                  reference, threads) -> None:
     """Train the model that judges whether a toxic text can be rewritten at all (hashed n-grams).
 
     \b
@@ -431,10 +434,11 @@ def rewritability(out, data, unclear, extra_cap, c, min_precision, max_train, cv
 
     extras = trainer.EXTRA_SOURCES if extra_cap > 0 else ()
     config = trainer.train(data, out, unclear=unclear, extras=extras, extra_cap=extra_cap or None, c=c,
-                           min_precision=min_precision, max_train=max_train, cv_folds=cv_folds, compare=compare,
+                           min_precision=min_precision, sure_precision=sure_precision, max_train=max_train, cv_folds=cv_folds, compare=compare,
                            reference=reference).config
     dev = config["dev"]
-    click.echo(f"saved rewritability model to {out}: threshold {config['threshold']:.4f}, dev ROC-AUC "
+    click.echo(f"saved rewritability model to {out}: threshold {config['threshold']:.4f} (sure "
+               f"{config['sure_threshold']:.4f}), dev ROC-AUC "
                f"{dev['roc_auc']}, at threshold {dev['at_threshold']}", err=True)
 
 

@@ -18,8 +18,10 @@ the share of texts chosen by the sha1 of that normalised (lower-cased) form, so 
 on file order. C is tuned on the ParaDetox dev split (rewritable vs `toxic_content`). The threshold
 is the lowest at which label 1's precision is at least `min_precision`, on out-of-fold scores of all
 ParaDetox examples (the dev split alone is a few hundred of each label, and its threshold promised
-more precision than other splits gave): the product removes a post on this model's word, so a false
-"not rewritable" costs more than a missed one (that post is still rewritten, verified, or reviewed).
+more precision than other splits gave): a false "not rewritable" costs more than a missed one (that
+post is still rewritten, verified, or reviewed). A second, stricter threshold (`sure_precision`, 0.9,
+the same way) is where the product removes a post on this model's word alone, untried; between the
+two it tries a rewrite first and removes the post only when none passes verification (moderator/policy.py).
 The dev shares of `unclear` and of the abuse corpora are probes: the share of each judged not rewritable.
 """
 
@@ -53,6 +55,7 @@ MIN_WORDS, MAX_EXTRA_WORDS = 2, 40  # extras longer than ParaDetox's sentences w
 EXTRA_SOURCES = ("gab_cv", "implicit_threatening", "implicit_explicit_hate")
 EXTRA_CAP = 100
 MIN_PRECISION = 0.8
+SURE_PRECISION = 0.9  # from here on the product removes without trying a rewrite
 _ESCAPED = re.compile(r'\\(["\\])')
 PARADETOX = "paradetox"
 CANNOT = "paradetox_cannot:toxic_content"
@@ -361,8 +364,8 @@ def write_bundle(out: Path, model, meta: dict) -> Rewritability:  # type: ignore
 
 def train(data_dir: str | Path, out: Path, unclear: bool = False, extras: tuple[str, ...] = EXTRA_SOURCES,
           extra_cap: int | None = EXTRA_CAP, c: float | None = None, min_precision: float = MIN_PRECISION,
-          max_train: int | None = None, cv_folds: int = 5, compare: bool = False, reference: bool = False) -> Trained:
-    """Train, tune C on dev, pick the threshold (out-of-fold; on dev with `cv_folds` < 2), and write
+          sure_precision: float = SURE_PRECISION, max_train: int | None = None, cv_folds: int = 5, compare: bool = False, reference: bool = False) -> Trained:
+    """Train, tune C on dev, pick the thresholds (out-of-fold; on dev with `cv_folds` < 2), and write
     config, weights and model card to `out`. `c`: skip tuning; `max_train`: a deterministic sample of
     the training split (for tests); `compare`: also measure the other data choices (`ABLATIONS`) and
     real forum sentences; `reference`: also a logistic regression on MiniLM embeddings."""
@@ -383,23 +386,29 @@ def train(data_dir: str | Path, out: Path, unclear: bool = False, extras: tuple[
     scores = bundle.predict([e.text for e in dev])
     dev_threshold = pick_threshold(scores, labels, min_precision)
     threshold, chosen_on = dev_threshold, "dev split"
+    sure = pick_threshold(scores, labels, sure_precision)
     if cv_folds > 1:
         # The dev split alone is a few hundred texts of each label, and its threshold over-promised
         # (cross_validation.at_dev_split_threshold); out-of-fold scores of all ParaDetox examples hold 5x more.
         oof, oof_labels, fold = out_of_fold(exs, train_set, c, cv_folds)
         threshold, chosen_on = pick_threshold(oof, oof_labels, min_precision), f"{cv_folds}-fold out-of-fold scores"
+        sure = pick_threshold(oof, oof_labels, sure_precision)
         meta["cross_validation"] = cross_validation(oof, oof_labels, fold, threshold)
         meta["cross_validation"]["at_dev_split_threshold"] = at_threshold(oof, oof_labels, dev_threshold)
+        meta["cross_validation"]["at_sure_threshold"] = at_threshold(oof, oof_labels, max(sure, threshold))
+    sure = max(sure, threshold)
     meta.update({
         "threshold": threshold,
+        "sure_threshold": sure,
         "threshold_chosen_on": chosen_on,
         "min_precision": min_precision,
+        "sure_precision": sure_precision,
         "dev_split_threshold": dev_threshold,
         "dev_roc_auc_by_C": aucs,
         "data": {"unclear_as_label_1": unclear, "extras": list(extras), "extra_cap": extra_cap,
                  "max_extra_words": MAX_EXTRA_WORDS, "dev_share": DEV_SHARE, "dropped": dropped,
                  "sources": counts(exs, train_set), "train_examples": len(train_set)},
-        "dev": dev_metrics(scores, labels, threshold),
+        "dev": {**dev_metrics(scores, labels, threshold), "at_sure_threshold": at_threshold(scores, labels, sure)},
         "probes": probe_rates(exs, bundle.predict, threshold),
         "examples": {text: round(float(p), 4) for text, p in zip(PROBES, bundle.predict(PROBES))},
     })
@@ -465,8 +474,14 @@ def model_card(meta: dict) -> str:
         "",
         "Given a toxic sentence, the probability that no faithful non-toxic rewrite of it exists: its",
         "meaning itself is the harm (pure abuse or obscenity, a threat, hate against a group) rather than an",
-        "insult wrapped around a point. The policy removes a toxic post when every toxic part of it scores at",
-        f"or above the threshold **{threshold:.4f}** (`[policy] rewritability_threshold` overrides it).",
+        "insult wrapped around a point. Two thresholds: a toxic post every toxic part of which scores at or above",
+        f"**{meta.get('sure_threshold', threshold):.4f}** (precision {meta.get('sure_precision', meta['min_precision'])} "
+        "on held-out data) is removed untried; one that scores at or above",
+        f"**{threshold:.4f}** (precision {meta['min_precision']}) is tried first and removed only when no rewrite "
+        "passes verification,",
+        "unless the classifier sees a sign of a threat or of hate in it (`[policy] try_first_max_category`):",
+        "then it is removed untried too (`[policy] rewritability_sure_threshold` and `rewritability_threshold`",
+        "override the thresholds).",
         "",
         f"A logistic regression (C = {meta['C']}, tuned on the dev split) on hashed word 1-2-grams and char_wb",
         "2-5-grams ({} + {} features; `moderator.rewritability.prepare` first: lower case, one spelling of"
@@ -508,6 +523,10 @@ def model_card(meta: dict) -> str:
         f"{_pct(at['flagged_share'])} of dev sentences judged not rewritable.",
         "",
     ]
+    sure_at = dev.get("at_sure_threshold")
+    if sure_at:
+        lines += [f"At the sure threshold ({meta['sure_threshold']:.4f}): precision **{sure_at['precision']}**, "
+                  f"recall {sure_at['recall']}, {_pct(sure_at['flagged_share'])} of dev sentences removed untried.", ""]
     cv = meta.get("cross_validation")
     if cv:
         over = cv["at_dev_split_threshold"]
@@ -522,6 +541,10 @@ def model_card(meta: dict) -> str:
             f"{cv['recall']['std']} (mean ± std).",
             "",
         ]
+        if "at_sure_threshold" in cv:
+            sure_cv = cv["at_sure_threshold"]
+            lines += [f"The sure threshold is the lowest with precision >= {meta['sure_precision']} on the same "
+                      f"out-of-fold scores: there, precision {sure_cv['precision']}, recall {sure_cv['recall']}.", ""]
     lines += ["Trade-off on the dev split (threshold picked on dev for each precision target; the product "
               "removes posts on this model's word, so precision comes first):", "",
               "| target | threshold | precision | recall | judged not rewritable |", "|---|---|---|---|---|"]
