@@ -80,7 +80,11 @@ def test_training_on_a_slice_writes_a_bundle_that_scores_like_the_sklearn_model(
     config = json.loads((out / CONFIG).read_text())
     assert config["data"]["train_examples"] == 600 and config["threshold"] == trained.bundle.threshold
     assert config["dev"]["n"] > 1000 and 0.5 < config["dev"]["roc_auc"] <= 1.0
+    # the sure threshold (removal untried) is the stricter one, picked the same way for precision 0.9
+    assert config["sure_threshold"] >= config["threshold"] and config["sure_precision"] == 0.9
+    assert config["dev"]["at_sure_threshold"]["precision"] >= 0.9 or config["sure_threshold"] == config["threshold"]
     loaded = Rewritability.load(out)
+    assert loaded.sure_threshold == pytest.approx(config["sure_threshold"])
     texts = [INSULT, THREAT, ABUSE, "What a self centered idiot.", "Trump troll..."]
     expected = trainer.sklearn_scores(trained.model, texts)
     np.testing.assert_allclose(loaded.predict(texts), expected, atol=1e-5)

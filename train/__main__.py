@@ -434,8 +434,8 @@ def rewritability(out, data, unclear, extra_cap, c, min_precision, sure_precisio
 
     extras = trainer.EXTRA_SOURCES if extra_cap > 0 else ()
     config = trainer.train(data, out, unclear=unclear, extras=extras, extra_cap=extra_cap or None, c=c,
-                           min_precision=min_precision, sure_precision=sure_precision, max_train=max_train, cv_folds=cv_folds, compare=compare,
-                           reference=reference).config
+                           min_precision=min_precision, sure_precision=sure_precision, max_train=max_train,
+                           cv_folds=cv_folds, compare=compare, reference=reference).config
     dev = config["dev"]
     click.echo(f"saved rewritability model to {out}: threshold {config['threshold']:.4f} (sure "
                f"{config['sure_threshold']:.4f}), dev ROC-AUC "

@@ -364,7 +364,8 @@ def write_bundle(out: Path, model, meta: dict) -> Rewritability:  # type: ignore
 
 def train(data_dir: str | Path, out: Path, unclear: bool = False, extras: tuple[str, ...] = EXTRA_SOURCES,
           extra_cap: int | None = EXTRA_CAP, c: float | None = None, min_precision: float = MIN_PRECISION,
-          sure_precision: float = SURE_PRECISION, max_train: int | None = None, cv_folds: int = 5, compare: bool = False, reference: bool = False) -> Trained:
+          sure_precision: float = SURE_PRECISION, max_train: int | None = None, cv_folds: int = 5,
+          compare: bool = False, reference: bool = False) -> Trained:
     """Train, tune C on dev, pick the thresholds (out-of-fold; on dev with `cv_folds` < 2), and write
     config, weights and model card to `out`. `c`: skip tuning; `max_train`: a deterministic sample of
     the training split (for tests); `compare`: also measure the other data choices (`ABLATIONS`) and
