@@ -111,19 +111,24 @@ class Policy:
         """Per post, the category of `unrewritable_categories` it scored highest in, where that score is
         at or above `category_threshold`; None for the others, and for every post of a classifier
         without those categories."""
-        names = [name for name in self.config.unrewritable_categories if name in categories]
+        names, table = self._unrewritable_scores(categories)
         if not names:
             return [None] * n
-        table = np.nan_to_num(np.stack([categories[name] for name in names], axis=1), nan=-1.0)
         best = table.argmax(axis=1)  # ties: the first in the setting's order
         return [names[b] if table[i, b] >= self.config.category_threshold else None for i, b in enumerate(best)]
 
     def category_signs(self, categories: dict[str, np.ndarray], n: int) -> np.ndarray:
         """Per post, its highest score among `unrewritable_categories` (0 for a classifier without them)."""
+        names, table = self._unrewritable_scores(categories)
+        return np.maximum(table.max(axis=1), 0.0) if names else np.zeros(n)
+
+    def _unrewritable_scores(self, categories: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+        """The `unrewritable_categories` the classifier scores, and their scores, one column each (-1 where
+        a post has none)."""
         names = [name for name in self.config.unrewritable_categories if name in categories]
         if not names:
-            return np.zeros(n)
-        return np.nan_to_num(np.stack([categories[name] for name in names], axis=1), nan=0.0).max(axis=1)
+            return names, np.zeros((0, 0))
+        return names, np.nan_to_num(np.stack([categories[name] for name in names], axis=1), nan=-1.0)
 
     def targets(self, text: str, sentences: list[dict] | None) -> tuple[list[tuple[int, int]], bool]:
         """The spans of a toxic post to rewrite, and whether they are the whole post."""
