@@ -63,6 +63,13 @@ def sure_unrewritable_threshold(config: PolicyConfig, rewritability) -> float:  
     return max(sure, unrewritable_threshold(config, rewritability))
 
 
+def not_rewritable(config: PolicyConfig, toxicity: float) -> tuple[str, str]:
+    """Action and reason of a toxic post judged not rewritable: removed, or sent to review under
+    `sure_toxicity` (the policy's call, and verify's for a post tried first whose rewrites all failed)."""
+    return ((Action.REMOVE, "not_rewritable") if toxicity >= config.sure_toxicity
+            else (Action.REVIEW, "uncertain_not_rewritable"))
+
+
 class Policy:
     def __init__(self, config: PolicyConfig, rewrite_enabled: bool = True, rewritability=None) -> None:  # type: ignore[no-untyped-def]
         self.config = config
@@ -97,9 +104,7 @@ class Policy:
                              and (not self.rewrite_enabled or sign >= config.try_first_max_category)):
                 # likely but not surely hopeless, and no sign of a threat or hate: rewritten first (verify
                 # removes it if no rewrite passes); an insult can be rewritten, a threat is not
-                sure = score >= config.sure_toxicity
-                action, reason = ((Action.REMOVE, "not_rewritable") if sure
-                                  else (Action.REVIEW, "uncertain_not_rewritable"))
+                action, reason = not_rewritable(config, score)
             elif self.rewrite_enabled:
                 action, reason = Action.REWRITE, "above_rewrite_threshold"
             else:

@@ -36,6 +36,7 @@ from moderator import records, sentences
 from moderator.classify import Classifier
 from moderator.config import PolicyConfig
 from moderator.embed import Embedder
+from moderator.policy import not_rewritable
 from moderator.records import Action
 
 _NON_WORD = re.compile(r"[\W_]+")
@@ -110,8 +111,7 @@ class Verify:
         """Action and reason of a toxic post none of whose rewrites passed: `hopeless` when the
         rewritability model judged the whole post likely not rewritable."""
         if hopeless:
-            return ((Action.REMOVE, "not_rewritable") if toxicity >= self.policy.sure_toxicity
-                    else (Action.REVIEW, "uncertain_not_rewritable"))
+            return not_rewritable(self.policy, toxicity)
         return self.policy.on_rewrite_failure, failure
 
     def deletable(self, target: dict, spans: int, targets: int) -> bool:
