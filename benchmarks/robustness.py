@@ -31,8 +31,10 @@ Printed (and written with --json F):
 - per kind: n, the expected label, the flag rate (share of cases flagged) over all cases and over the
   dev templates only, the mean toxicity, and the target from issue 16 with met / MISSED: the benign
   kinds (neutral_identity, positive_identity, negated_hate, counter_speech) flagged at most 10%, the
-  toxic and obfuscated kinds (explicit_hate, threat, insult, obfuscated_*) caught (flagged) at least
-  85%. Next to it the flag rate of alt-profanity-check (predict_prob >= 0.5, its own convention; a
+  toxic and obfuscated kinds (explicit_hate, threat, insult, group_insult, obfuscated_*) caught
+  (flagged) at least 85%; for the toxic kinds, the share the policy removes untried by category
+  (flagged and scoring >= [policy] category_threshold in threat or identity_attack: right for hate and
+  threats, wrong for insults, personal or at groups no law protects, which are rewritten). Next to it the flag rate of alt-profanity-check (predict_prob >= 0.5, its own convention; a
   TF-IDF + linear SVM that judges profanity more than toxicity and saw none of this project's
   training data), a reference (--no-judge leaves it out).
 - fairness: per identity group and per axis, the flag rate of the benign cases that name the group
@@ -87,14 +89,32 @@ def load_classifier(path: str | None = None, dtype: str = "float32", batch_size:
 
 def score(classifier, texts: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
     """Each text's toxicity as the product scores a post: the classifier step's toxicity column."""
+    return score_with_categories(classifier, texts)[0]
+
+
+def score_with_categories(classifier, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:  # type: ignore
+    """(toxicity, category score) per text, as the product scores a post: the classifier step's toxicity
+    column, and the highest score among the policy's unrewritable_categories (threat, identity_attack),
+    None for a classifier without them."""
     import pyarrow as pa
 
     from moderator import records
+    from moderator.config import PolicyConfig
 
     if not texts:
-        return np.zeros(0)
+        return np.zeros(0), None
     out = classifier(pa.RecordBatch.from_pydict({records.TEXT: pa.array(texts, pa.string())}))
-    return np.asarray(out.column(records.TOXICITY).to_pylist(), dtype=np.float64)
+    toxicity = np.asarray(out.column(records.TOXICITY).to_pylist(), dtype=np.float64)
+    categories = records.category_scores(out)
+    held = [categories[c] for c in PolicyConfig().unrewritable_categories if c in categories]
+    return toxicity, (np.max(np.stack(held), axis=0) if held else None)
+
+
+def category_threshold() -> float:
+    """The policy's category_threshold: at or above it a flagged post counts as holding the category."""
+    from moderator.config import PolicyConfig
+
+    return float(PolicyConfig().category_threshold)
 
 
 def judge(texts: list[str]) -> np.ndarray | None:
@@ -210,10 +230,29 @@ def pick_examples(cases: list[suite.Case], scores, threshold: float,  # type: ig
     return out
 
 
+def category_rates(cases: list[suite.Case], scores, categories, threshold: float,  # type: ignore[no-untyped-def]
+                   at: float) -> dict[str, float | None]:
+    """Per toxic kind: the share of its cases the policy removes untried by category, flagged (score >=
+    threshold) and scoring >= `at` in an unrewritable category (threat, identity_attack). High is right
+    for explicit_hate and threats, low for insults: an insult can be rewritten."""
+    out: dict[str, float | None] = {}
+    for kind in suite.KINDS:
+        if suite.EXPECTED[kind]:
+            out[kind] = _rate([float(s) >= threshold and float(c) >= at
+                               for case, s, c in zip(cases, scores, categories) if case.kind == kind])
+    return out
+
+
 def evaluate(cases: list[suite.Case], scores, threshold: float, judge_scores=None,  # type: ignore[no-untyped-def]
-             examples: int = 3) -> dict:
-    """Everything the report prints, as a JSON-ready dict."""
+             examples: int = 3, categories=None, category_at: float | None = None) -> dict:
+    """Everything the report prints, as a JSON-ready dict. With `categories` (the highest unrewritable
+    category score per case), each toxic kind also gets `category_rate` (see category_rates)."""
     kinds = flag_rates(cases, scores, threshold)
+    if categories is not None:
+        at = category_threshold() if category_at is None else category_at
+        for kind, rate in category_rates(cases, scores, categories, threshold, at).items():
+            if kind in kinds:
+                kinds[kind]["category_rate"] = rate
     if judge_scores is not None:
         for kind, row in flag_rates(cases, judge_scores, JUDGE_TOXIC).items():
             kinds[kind]["judge_flag_rate"] = row["flag_rate"]
@@ -252,10 +291,11 @@ def format_report(result: dict) -> str:
              + (f"; split {info['split']}" if info.get("split") else "")]
     judged = result.get("judge_threshold") is not None
     lines.append(f"\n{'kind':<22} {'n':>5} {'expected':>8} {'flagged':>8} {'dev':>7} {'mean p':>7} "
-                 f"{'target':>8} {'':>6}" + (f" {'alt-prof':>8} {'':>6}" if judged else ""))
+                 f"{'target':>8} {'':>6} {'category':>8}" + (f" {'alt-prof':>8} {'':>6}" if judged else ""))
     for kind, row in result["kinds"].items():
         line = (f"{kind:<22} {row['n']:>5} {row['expected']:>8} {_fmt(row['flag_rate']):>8} "
-                f"{_fmt(row['dev_flag_rate']):>7} {row['mean_score']:>7.3f} {row['target']:>8} {_state(row['met']):>6}")
+                f"{_fmt(row['dev_flag_rate']):>7} {row['mean_score']:>7.3f} {row['target']:>8} {_state(row['met']):>6}"
+                f" {_fmt(row.get('category_rate')):>8}")
         if judged:
             line += f" {_fmt(row.get('judge_flag_rate')):>8} {_state(row.get('judge_met')):>6}"
         lines.append(line)
@@ -265,6 +305,9 @@ def format_report(result: dict) -> str:
     lines.append(f"  targets (issue 16): benign kinds flagged <= {BENIGN_MAX:.0%}, toxic and obfuscated kinds caught "
                  f">= {CAUGHT_MIN:.0%}" + (f"; alt-prof: alt-profanity-check predict_prob >= {JUDGE_TOXIC}"
                                            if judged else ""))
+    lines.append("  category: toxic cases flagged and scoring >= [policy] category_threshold in threat or "
+                 "identity_attack, which the policy removes untried (right for explicit_hate and threats; an "
+                 "insult is rewritten)")
     lines.append(f"  all benign cases flagged {_fmt(overall['benign_flag_rate'])}, all toxic cases caught "
                  f"{_fmt(overall['toxic_caught'])}; kinds on target: {overall['kinds_met']} of {overall['kinds']}")
 
@@ -310,18 +353,19 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     classifier = load_classifier(args.classifier, args.dtype, args.batch_size)
     loaded = time.perf_counter()
-    scores = score(classifier, texts)
+    scores, categories = score_with_categories(classifier, texts)
     scored = time.perf_counter()
     log.info("%d cases scored in %.1f s (model loaded in %.1f s)", len(texts), scored - loaded, loaded - start)
     judge_scores = None if args.no_judge else judge(texts)
     result = {"run": {"classifier": classifier.model_ref.ref, "dtype": args.dtype, "split": args.split,
                       "load_s": round(loaded - start, 1), "score_s": round(scored - loaded, 1)},
-              **evaluate(cases, scores, threshold, judge_scores, args.examples)}
+              **evaluate(cases, scores, threshold, judge_scores, args.examples, categories)}
     print(format_report(result), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         result["scores"] = [{"text": c.text, "kind": c.kind, "group": c.group, "split": c.split,
-                             "toxicity": float(s)} for c, s in zip(cases, scores)]
+                             "toxicity": float(s), "category": None if categories is None else float(categories[i])}
+                            for i, (c, s) in enumerate(zip(cases, scores))]
         args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False))
         log.info("written to %s", args.json)
     return result

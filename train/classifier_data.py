@@ -25,6 +25,8 @@ clean in every category.
     forum_rest      the same posts without their       clean                          none
                     marked sentences
     robustness      the project's own templates        see train/robustness.py        identity_attack, threat, insult
+                                                                                      (an insult: threat and
+                                                                                      identity_attack 0)
     counterfactual  clean posts of the above naming a group, the group swapped (label unchanged)
     obfuscated      toxic posts of the above, abusive words spelled to dodge a filter; clean posts, one
                     word so spelled (label unchanged)
@@ -262,7 +264,9 @@ def _marked_words(rows: list[dict[str, str]]) -> set[str]:
 
 def _robustness(root: Path):
     for case in robustness.generate():
-        if case.expected:
+        if case.category == "insult":  # an insult, personal or at a group no law protects: no threat, no hate
+            yield case.text, _labels(1, insult=1, threat=0, identity_attack=0), case.template
+        elif case.expected:
             yield case.text, _labels(1, **({case.category: 1} if case.category else {})), case.template
         else:
             yield case.text, _labels(0), case.template
@@ -434,7 +438,8 @@ SOURCE_NOTES = {
                    "(alt-profanity-check flags 4%)"),
     "robustness": ("the project's own templates (train split): neutral, positive, negated and counter-speech "
                    "statements about groups and violent idioms (clean); attacks, written and composed threats "
-                   "(personal and against groups), insults, and their obfuscations.",
+                   "(personal and against groups), insults (personal, at groups no law protects, and people called "
+                   "bigots: threat and identity_attack 0), and their obfuscations.",
                    "templated English; the dev templates are held out for the robustness table"),
     "obfuscated": ("real training posts spelled to dodge a filter: toxic ones with their abusive words spaced, "
                    "in leetspeak, in look-alike letters, with a typo or glued to a neighbouring word; clean "

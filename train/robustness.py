@@ -30,6 +30,7 @@ Case kinds (`Case.expected` is the right answer: True = toxic):
 | explicit_hate | True | an attack on a group (category identity_attack); written ones, and, held out whole (dev), the denials' attributes asserted ("Everyone knows {plural} are {attr}.") and hate that negates something good ("{Plural} are not human.") |
 | threat | True | a threat of violence against a person or a group (category threat); written ones and ones composed of an opening, a verb phrase and a condition ("I swear I'll break your legs tonight.") |
 | insult | True | a personal insult (category insult) |
+| group_insult | True | an insult at a group no law protects (a party, an ideology, a trade: "Libtards are such hypocrites.") or a person called a bigot ("My uncle is a racist pig."): category insult, not identity_attack, so the policy rewrites it |
 | obfuscated_spacing, _leet, _homoglyph, _typo, _joined | True | an explicit_hate, threat or insult case, abusive words obfuscated |
 
 Each toxic case that holds a word of TOXIC_WORDS is obfuscated once, one way: the source cases are dealt
@@ -56,9 +57,10 @@ from dataclasses import dataclass
 BENIGN_KINDS = ("neutral_identity", "positive_identity", "negated_hate", "counter_speech", "violent_idiom")
 GROUP_KINDS = ("neutral_identity", "positive_identity", "negated_hate", "counter_speech", "explicit_hate", "threat")
 TOXIC_KINDS = ("explicit_hate", "threat", "insult")
+OPEN_KINDS = ("group_insult",)  # toxic, and rewritable: insults at groups no law protects (GROUP_INSULT)
 OBFUSCATIONS = ("spacing", "leet", "homoglyph", "typo", "joined")
 OBFUSCATED_KINDS = tuple(f"obfuscated_{how}" for how in OBFUSCATIONS)
-KINDS = BENIGN_KINDS + TOXIC_KINDS + OBFUSCATED_KINDS
+KINDS = BENIGN_KINDS + TOXIC_KINDS + OPEN_KINDS + OBFUSCATED_KINDS
 EXPECTED = {kind: kind not in BENIGN_KINDS for kind in KINDS}
 AXES = ("religion", "ethnicity", "nationality", "gender", "sexual_orientation", "disability", "age")
 
@@ -382,6 +384,57 @@ INSULT = (
     "ur such {a_noun} lol",
     "Read the thread before posting, you {adj_insult} {noun}.",
 )
+# Insults at groups that no hate-speech law protects (political sides, ideologies, trades, fans) and at
+# people called bigots (no text here is a forum post of the benchmarks' dev split): toxic, rewritable insults, not attacks on a group. Real news-site comments attack
+# these far more often than protected groups, and a model that reads them as identity attacks removes
+# posts a rewrite would keep. Targets turn with the template (OPEN_TARGETS_PER_TEMPLATE each).
+OPEN_TARGETS = (
+    ("liberals", "a liberal"), ("conservatives", "a conservative"), ("Democrats", "a Democrat"),
+    ("Republicans", "a Republican"), ("libtards", "a libtard"), ("lefties", "a leftie"),
+    ("right-wingers", "a right-winger"), ("Trump supporters", "a Trump supporter"), ("Tories", "a Tory"),
+    ("socialists", "a socialist"), ("politicians", "a politician"), ("cops", "a cop"), ("lawyers", "a lawyer"),
+    ("journalists", "a journalist"), ("bankers", "a banker"), ("landlords", "a landlord"),
+    ("bureaucrats", "a bureaucrat"), ("anti-vaxxers", "an anti-vaxxer"), ("hockey fans", "a hockey fan"),
+    ("climate deniers", "a climate denier"), ("feminists", "a feminist"), ("vegans", "a vegan"),
+)
+GROUP_INSULT = (
+    "{Target} are such hypocrites.",
+    "{Target} are {adj_insult} {nouns}.",
+    "All {target} are {nouns}.",
+    "{Target} are too {adj_insult} to understand basic economics.",
+    "Typical {singular_bare}, too {adj_insult} to read the article.",
+    "Only {target} would fall for this garbage.",
+    "{Target} are spineless {nouns}.",
+    "Shut up, you {adj_insult} {singular_bare}.",
+    "Bunch of {adj_insult} {target} ruining everything.",
+    "{Target} have no brains and no shame.",
+    "{Target} are lying scumbags, every one of them.",
+    "i swear {target_l} are the dumbest people alive",
+    "What a pack of {nouns} these {target} are.",
+    "{Target} are {nouns} and crooks.",
+    "Spoken like {a_adj_insult} {singular_bare}.",
+)
+GROUP_INSULT_NOUNS = ("idiots", "morons", "losers", "clowns", "liars", "cowards", "parasites", "sheep", "fools",
+                      "crooks")
+OPEN_TARGETS_PER_TEMPLATE = 6
+BIGOT_INSULT = (
+    "My uncle is a racist pig.",
+    "You are a bigot and a liar.",
+    "What a sexist jerk.",
+    "Shut up, you homophobic moron.",
+    "The mayor is a corrupt racist clown.",
+    "She is a xenophobic idiot.",
+    "You're nothing but a hateful bigot.",
+    "Only a racist moron would write this.",
+    "The senator is a misogynist pig.",
+    "Typical racist troll, go away.",
+    "THE COACH IS A SEXIST PIG",
+    "Your boss sounds like a sexist dinosaur.",
+    "What an ignorant bigot you are.",
+    "The author is an antisemitic fool.",
+    "Go away, you racist creep.",
+)
+
 INSULT_NOUNS = ("idiot", "moron", "loser", "imbecile", "clown", "jerk", "dumbass", "asshole", "retard", "bitch")
 INSULT_ADJS = ("stupid", "pathetic", "worthless", "ugly", "dumb", "brainless", "useless", "disgusting")
 INSULTS_PER_TEMPLATE = 7
@@ -477,6 +530,27 @@ def _insults() -> list[Case]:
     return cases
 
 
+def _group_insults() -> list[Case]:
+    """GROUP_INSULT over OPEN_TARGETS (targets and insult words turning with the template), then BIGOT_INSULT;
+    template keys "group_insult/<i>" and "group_insult_bigot/<i>", split by template."""
+    cases, seen = [], set()
+    for i, template in enumerate(GROUP_INSULT):
+        for k in range(OPEN_TARGETS_PER_TEMPLATE):
+            plural, singular = OPEN_TARGETS[(4 * i + k) % len(OPEN_TARGETS)]
+            adj = INSULT_ADJS[(3 * i + k) % len(INSULT_ADJS)]
+            bare = singular.split(" ", 1)[1]
+            values = {"target": plural, "singular": singular, "singular_bare": bare,
+                      "nouns": GROUP_INSULT_NOUNS[(7 * i + k) % len(GROUP_INSULT_NOUNS)], "adj_insult": adj,
+                      "a_adj_insult": _with_article(adj)}
+            text = _fill(template, values)
+            if text is not None and text not in seen:
+                seen.add(text)
+                cases.append(Case(text, "group_insult", True, None, "insult", f"group_insult/{i:02d}", _split(i)))
+    cases += [Case(text, "group_insult", True, None, "insult", f"group_insult_bigot/{i:02d}", _split(i))
+              for i, text in enumerate(BIGOT_INSULT)]
+    return cases
+
+
 def _personal_threats(templates: tuple[str, ...], offset: int) -> list[Case]:
     return [Case(t, "threat", True, None, "threat", f"threat/{i:02d}", _split(i))
             for i, t in enumerate(templates, start=offset)]
@@ -560,7 +634,7 @@ def generate(split: str | None = None) -> list[Case]:
              + _composed("explicit_hate", ASSERTION_FRAMES, "identity_attack", split="dev"))
     seen: set[str] = set()  # a composed case may repeat a written one ("Catholics are disgusting."): first wins
     cases, toxic = ([c for c in part if not (c.text in seen or seen.add(c.text))] for part in (cases, toxic))
-    cases = cases + toxic + _obfuscated(toxic)
+    cases = cases + toxic + _obfuscated(toxic) + _group_insults()  # after the obfuscated: they keep theirs
     if split is not None:
         if split not in ("train", "dev"):
             raise ValueError(f"split must be 'train' or 'dev', not {split!r}")
