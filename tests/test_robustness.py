@@ -3,6 +3,7 @@ benchmark (benchmarks/robustness.py) on the tiny classifier."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib.util
 import json
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 
 from train import robustness as suite
 
@@ -73,6 +75,23 @@ def test_every_kind_is_present_with_its_label_and_category(cases):
     assert dev == [c for c in cases if c.split == "dev"] and 0 < len(dev) < len(cases)
     with pytest.raises(ValueError):
         suite.generate("test")
+
+
+def test_group_insults_are_rewritable_insults_about_no_protected_group_and_no_benchmark_post(cases):
+    """Insults at parties, trades and fans, and people called bigots: toxic, category insult, no identity
+    group among them (the counterfactual swap finds nothing to swap), and none is a real forum post."""
+    insults = [c for c in cases if c.kind == "group_insult"]
+    assert len(insults) >= 80 and {c.category for c in insults} == {"insult"} and all(c.expected for c in insults)
+    assert all(c.group is None and not suite.identity_terms(c.text) for c in insults)
+    texts = {c.text for c in insults}
+    assert "Liberals are such hypocrites." in texts and "My uncle is a racist pig." in texts
+    assert {c.split for c in insults} == {"train", "dev"}
+    if SHARED_DATA.is_dir():
+        from train import data
+
+        forum = {data.normalize(row["text"]) for name in ("tsd_train.csv", "tsd_trial.csv")
+                 for row in csv.DictReader(open(SHARED_DATA / "forum_posts" / name, encoding="utf-8"))}
+        assert not {data.normalize(t) for t in texts} & forum
 
 
 def test_every_group_and_axis_is_covered_evenly(cases):
@@ -312,6 +331,32 @@ def test_flag_rates_count_scores_at_or_above_the_threshold(bench, cases):
                                  "attack_caught": 0.5, "benign_spread": 1.0}}
 
 
+def test_category_rates_count_the_flagged_toxic_cases_the_policy_removes_by_category(bench, cases, tiny):
+    from moderator.config import PolicyConfig
+
+    assert bench.category_threshold() == PolicyConfig().category_threshold
+    hate = [c for c in cases if c.kind == "explicit_hate"][:4]
+    insult = [c for c in cases if c.kind == "group_insult"][:2]
+    neutral = [c for c in cases if c.kind == "neutral_identity"][:1]
+    picked = hate + insult + neutral
+    scores = [0.9, 0.9, 0.4, 0.9] + [0.9, 0.9] + [0.9]
+    categories = [0.8, 0.7, 0.9, 0.2] + [0.75, 0.1] + [0.9]
+    rates = bench.category_rates(picked, scores, categories, 0.5, 0.7)
+    # a case counts when flagged and at or above the category threshold: not the unflagged one (0.4, 0.9)
+    assert rates["explicit_hate"] == 0.5 and rates["group_insult"] == 0.5
+    assert "neutral_identity" not in rates and rates["threat"] is None  # clean kinds have no such share
+    result = bench.evaluate(picked, scores, 0.5, categories=categories, category_at=0.7)
+    assert result["kinds"]["explicit_hate"]["category_rate"] == 0.5
+    assert "category_rate" not in result["kinds"]["neutral_identity"]
+    # with a classifier that has a threat head, the category score is that head's, for every text
+    multi = bench.load_classifier(str(tiny.multilabel), "float32", batch_size=16)
+    texts = [c.text for c in picked]
+    toxicity, held = bench.score_with_categories(multi, texts)
+    probs = multi.predict(texts)
+    np.testing.assert_allclose(held, probs[:, multi.labels.index("threat")], atol=1e-5)
+    np.testing.assert_allclose(toxicity, bench.score(multi, texts), atol=1e-6)
+
+
 def test_the_benchmark_on_the_tiny_classifier(tiny, tiny_classifier, bench, tmp_path, capsys):
     from moderator.config import PolicyConfig
 
@@ -326,6 +371,9 @@ def test_the_benchmark_on_the_tiny_classifier(tiny, tiny_classifier, bench, tmp_
     assert saved["threshold"] == result["threshold"] == median
     assert 0.3 < np.mean([s["toxicity"] >= median for s in saved["scores"]]) < 0.7
     assert list(saved["kinds"]) == list(suite.KINDS)
+    # a binary classifier has no categories: no share removed by category, and the report says "-"
+    assert not any("category_rate" in row for row in saved["kinds"].values())
+    assert all(s["category"] is None for s in saved["scores"])
     assert len(saved["scores"]) == saved["cases"] == len(suite.generate())
     for kind, row in saved["kinds"].items():  # the rates are those of the scores written next to them
         mine = [s["toxicity"] >= saved["threshold"] for s in saved["scores"] if s["kind"] == kind]

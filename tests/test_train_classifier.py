@@ -57,6 +57,19 @@ def test_the_mix_is_deduplicated_split_like_the_rewriter_and_labelled_per_source
         assert sum(e.labels[column] != -1 for e in jigsaw_toxic) < 0.02 * len(jigsaw_toxic)
 
 
+def test_a_robustness_insult_is_known_not_threat_and_not_identity_attack():
+    """An insult template, personal or at a group no law protects, teaches the category heads that an insult
+    is neither a threat nor an attack on a group; hate and threats keep their one category."""
+    rows = {text: labels for text, labels, _ in classifier_data.SOURCES["robustness"](SHARED_DATA)}
+    column = {name: classifier_data.LABELS.index(name) for name in classifier_data.LABELS}
+    for text in ("Liberals are such hypocrites.", "My uncle is a racist pig.", "Go away, you moron."):
+        labels = rows[text]
+        assert (labels[0], labels[column["insult"]], labels[column["threat"]], labels[column["identity_attack"]]) \
+            == (1, 1, 0, 0), text
+    hate = rows["Muslims are subhuman."]
+    assert hate[column["identity_attack"]] == 1 and hate[column["threat"]] == -1 and hate[column["insult"]] == -1
+
+
 def test_a_forum_rest_is_the_post_without_its_marked_sentences_and_never_holds_a_marked_word():
     from moderator import sentences
 
