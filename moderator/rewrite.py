@@ -6,9 +6,10 @@ toxic sentences of a long post, or the whole post. Every target gets up to `[rew
 rewrites (the first greedy, the others sampled with a fixed seed); `verify` picks among them and
 puts the post back together. By default (`sample_when = "greedy_fails"`) the greedy rewrites of a
 batch come first, in one engine call, and are screened with verify's candidate check; only the
-targets whose greedy rewrite fails get the sampled ones, in a second call. With `always`, greedy and
-sampled rewrites of every target come from one call. A target whose prompt would
-not fit the engine's context is never handed to the engine: its post is sent to review
+targets whose greedy rewrite fails get the sampled ones, in a second call (where verify will also
+judge a rewrite by rewritability, for a post likely not rewritable as a whole and tried first, so does
+the screen). With `always`, greedy and sampled rewrites of every target come from one call. A target
+whose prompt would not fit the engine's context is never handed to the engine: its post is sent to review
 (`too_long_to_rewrite`), or, with `long_posts = "truncate"`, the target's start is rewritten and the
 reason says so (`rewritten_truncated`).
 """
@@ -28,7 +29,10 @@ from moderator.records import Action
 
 log = logging.getLogger(__name__)
 
-Screen = Callable[[list[str], list[str]], list[bool]]  # (originals, rewrites) -> whether each passes
+# (originals, rewrites, guarded) -> whether each rewrite passes; guarded: per target, whether its post is one
+# verify also judges by rewritability (Verify.passes and Verify.hopeless_rows)
+Screen = Callable[[list[str], list[str], list[bool]], list[bool]]
+Guarded = Callable[[pa.RecordBatch], list[bool]]  # per row of a batch: whether its targets are guarded
 
 TRUNCATION_MARGIN = 4  # tokens kept free when cutting a post, for merges at the cut
 
@@ -87,24 +91,29 @@ class Rewriter:
         """Rewrites for posts that fit (no policy, no checks): for evaluation and tests."""
         return [prompts.parse_completion(g.text) for g in self.engine.generate([prompts.build_prompt(p) for p in posts])]
 
-    def candidates(self, prompts_: list[str], originals: list[str], screen: Screen | None = None) -> list[list[str]]:
+    def candidates(self, prompts_: list[str], originals: list[str], screen: Screen | None = None,
+                   guarded: list[bool] | None = None) -> list[list[str]]:
         """The distinct candidate rewrites of each prompt's target, the greedy one first. With `screen`
-        (and `sample_when = "greedy_fails"`), samples only for the targets whose greedy rewrite fails it."""
+        (and `sample_when = "greedy_fails"`), samples only for the targets whose greedy rewrite fails it
+        (`guarded`: per target, passed on to the screen; none by default)."""
         config = self.config
         n = config.candidates
         if screen is None or n <= 1 or config.sample_when == "always":
             rows = self.engine.candidates(prompts_, n, config.candidate_temperature, config.seed)
             return [_distinct(prompts.parse_completion(g.text) for g in row) for row in rows]
         out = [[prompts.parse_completion(g.text)] for g in self.engine.generate(prompts_)]
-        failed = [j for j, passed in enumerate(screen(originals, [row[0] for row in out])) if not passed]
+        flags = guarded if guarded is not None else [False] * len(prompts_)
+        failed = [j for j, passed in enumerate(screen(originals, [row[0] for row in out], flags)) if not passed]
         if failed:
             more = self.engine.samples([prompts_[j] for j in failed], n - 1, config.candidate_temperature, config.seed)
             for j, row in zip(failed, more):
                 out[j] = _distinct([out[j][0], *(prompts.parse_completion(g.text) for g in row)])
         return out
 
-    def __call__(self, batch: pa.RecordBatch, screen: Screen | None = None) -> pa.RecordBatch:
-        """The rewrite step: candidates for the targets of every `rewrite` row (see `candidates`)."""
+    def __call__(self, batch: pa.RecordBatch, screen: Screen | None = None,
+                 guarded: Guarded | None = None) -> pa.RecordBatch:
+        """The rewrite step: candidates for the targets of every `rewrite` row (see `candidates`);
+        `guarded` says which rows' targets the screen also judges by rewritability."""
         rows = records.rows_with_action(batch, Action.REWRITE)
         candidates: list[list[list[str]] | None] = [None] * batch.num_rows
         if not rows:
@@ -115,6 +124,7 @@ class Rewriter:
         reasons = batch.column(records.REASON).to_pylist()
         todo: list[tuple[int, int, str]] = []  # (row, target, prompt)
         originals: list[str] = []
+        hopeless = guarded(batch) if guarded is not None else [False] * batch.num_rows
         for i in rows:
             pieces = [texts[i][t["start"]:t["end"]] for t in targets[i]]
             fitted = [self.fit(piece) for piece in pieces]
@@ -126,7 +136,8 @@ class Rewriter:
             todo.extend((i, k, prompt) for k, (prompt, _) in enumerate(fitted))
             originals.extend(pieces)
         if todo:
-            generated = self.candidates([prompt for _, _, prompt in todo], originals, screen)
+            generated = self.candidates([prompt for _, _, prompt in todo], originals, screen,
+                                        [hopeless[i] for i, _, _ in todo])
             for (i, k, _), row in zip(todo, generated):
                 if candidates[i] is None:
                     candidates[i] = [[] for _ in targets[i]]

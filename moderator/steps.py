@@ -178,7 +178,8 @@ def rewriting_steps(config: JobConfig, models: Models) -> NamedSteps:
     verify = Verify(config.policy, models.classifier, models.embedder,
                     unrewritable_threshold(config.policy, models.rewritability), models.rewritability)
     # verify's candidate check screens the greedy rewrites; the rewriter's sample_when says whether it is used
-    return [(REWRITE, functools.partial(models.rewriter, screen=verify.passes)), (VERIFY, verify)]
+    return [(REWRITE, functools.partial(models.rewriter, screen=verify.passes, guarded=verify.hopeless_rows)),
+            (VERIFY, verify)]
 
 
 def build_steps(config: JobConfig, models: Models, rewriting: bool = True) -> Steps:

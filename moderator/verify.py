@@ -81,11 +81,31 @@ class Verify:
                                                                   [candidates[k] for k in filled]), -1.0, 1.0)
         return toxicity, similarity
 
-    def passes(self, originals: list[str], candidates: list[str]) -> list[bool]:
+    def passes(self, originals: list[str], candidates: list[str], guarded: list[bool] | None = None) -> list[bool]:
         """Whether each candidate passes the candidate check against its original (one classifier and one
-        embedder pass): the rewrite step's screen before it samples more candidates."""
+        embedder pass): the rewrite step's screen before it samples more candidates. Where `guarded` (the
+        target's post is one of `hopeless_rows`), a candidate the rewritability model still judges not
+        rewritable fails too, as in `choose`."""
         toxicity, similarity = self.score(originals, candidates)
-        return [self.check(o, c, t, s) is None for o, c, t, s in zip(originals, candidates, toxicity, similarity)]
+        ok = [self.check(o, c, t, s) is None for o, c, t, s in zip(originals, candidates, toxicity, similarity)]
+        judged = [j for j, passed in enumerate(ok) if passed and guarded and guarded[j]]
+        if judged and self.rewritability is not None:
+            for j, q in zip(judged, self.rewritability.predict([candidates[j] for j in judged])):
+                ok[j] = bool(q < self.unrewritable_at)
+        return ok
+
+    def hopeless_rows(self, batch: pa.RecordBatch) -> list[bool]:
+        """Per row, whether the rewritability model judged the post, as a whole, likely not rewritable (its
+        targets are the whole post and its unrewritable score is at or above the policy's threshold): such
+        a post's rewrites must also convince that model, and when none does it is removed."""
+        n = batch.num_rows
+        targets = records.targets(batch)
+        spans = (batch.column(records.SENTENCES).to_pylist() if records.SENTENCES in batch.schema.names
+                 else [None] * n)
+        unrewritable = (batch.column(records.UNREWRITABLE).to_pylist() if records.UNREWRITABLE in batch.schema.names
+                        else [None] * n)
+        return [bool(targets[i]) and not self.partly_rewritten(targets[i], spans[i])
+                and (unrewritable[i] or 0.0) >= self.unrewritable_at for i in range(n)]
 
     @staticmethod
     def partly_rewritten(targets: list[dict], spans: list[dict] | None) -> bool:
@@ -201,11 +221,9 @@ class Verify:
                 row.append((texts[i][target["start"]:target["end"]], cands, deletable))
             batch_targets[i] = row
         partial = {i: self.partly_rewritten(targets[i], spans[i]) for i in rows}
-        unrewritable = (batch.column(records.UNREWRITABLE).to_pylist() if records.UNREWRITABLE in batch.schema.names
-                        else [None] * n)
         post_toxicity = (batch.column(records.TOXICITY).fill_null(1.0).to_pylist()
                          if records.TOXICITY in batch.schema.names else [1.0] * n)
-        hopeless = {i: not partial[i] and (unrewritable[i] or 0.0) >= self.unrewritable_at for i in rows}
+        hopeless = self.hopeless_rows(batch)
         chosen = self.choose(batch_targets, {i for i in rows if hopeless[i]})
         rewrites: list[str | None] = [None] * n
         tried: list[int | None] = [None] * n

@@ -324,19 +324,25 @@ def test_a_rewrite_of_a_post_likely_not_rewritable_that_keeps_its_harm_does_not_
     (p_post, p_candidate) = rewritability.predict([post, candidate])
     assert p_candidate >= rewritability.threshold
 
-    def run(unrewritable):
-        batch = pa.RecordBatch.from_pydict({
+    verify = Verify(PolicyConfig(), Classifier(ClassifierConfig(), RuntimeConfig()), Embedder(None, "cpu"),
+                    rewritability.threshold, rewritability)
+
+    def batch_of(unrewritable):
+        return pa.RecordBatch.from_pydict({
             records.TEXT: [post], records.ACTION: ["rewrite"], records.REASON: ["above_rewrite_threshold"],
             records.TOXICITY: pa.array([0.9], pa.float32()), records.UNREWRITABLE: pa.array([unrewritable], pa.float32()),
             records.REWRITE_CANDIDATES: [[[candidate]]],
             records.TARGETS: pa.array([[{"start": 0, "end": len(post), "unrewritable": unrewritable}]], TARGETS_TYPE),
         })
-        verify = Verify(PolicyConfig(), Classifier(ClassifierConfig(), RuntimeConfig()), Embedder(None, "cpu"),
-                        rewritability.threshold, rewritability)
-        return verify(batch).to_pylist()[0]
 
-    out = run(float(p_post))
+    out = verify(batch_of(float(p_post))).to_pylist()[0]
     assert (out[records.ACTION], out[records.REASON]) == ("remove", "not_rewritable")
-    out = run(0.1)
+    out = verify(batch_of(0.1)).to_pylist()[0]
     assert (out[records.ACTION], out[records.REASON], out[records.REWRITE]) == ("rewrite", "above_rewrite_threshold",
                                                                                 candidate)
+    # The rewrite step's screen judges a greedy rewrite as verify will: guarded where the post is hopeless,
+    # so such a post whose greedy rewrite keeps the harm gets sampled candidates instead of none.
+    assert verify.hopeless_rows(batch_of(float(p_post))) == [True]
+    assert verify.hopeless_rows(batch_of(0.1)) == [False]
+    assert verify.passes([post], [candidate], [True]) == [False]
+    assert verify.passes([post], [candidate], [False]) == verify.passes([post], [candidate]) == [True]

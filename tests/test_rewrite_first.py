@@ -70,15 +70,19 @@ def test_samples_are_asked_for_only_where_the_greedy_rewrite_fails_the_screen(ti
     assert asked == [3]
     seen: list[list[str]] = []
 
-    def second_fails(originals, rewrites):  # type: ignore[no-untyped-def]
+    flags: list[list[bool]] = []
+
+    def second_fails(originals, rewrites, guarded):  # type: ignore[no-untyped-def]
         seen.append(list(originals))
+        flags.append(list(guarded))
         return [k != 1 for k in range(len(rewrites))]
 
     screened = rewriter.candidates(prompts_, posts, screen=second_fails)
     assert seen == [posts] and asked == [3, 1]  # one screen of the greedy rewrites, samples for one target
+    assert flags == [[False] * 3]  # no target guarded unless the rewrite step says so
     assert screened[0] == always[0][:1] and screened[2] == always[2][:1]
     assert screened[1][0] == always[1][0] and 1 <= len(screened[1]) <= 4
-    assert rewriter.candidates(prompts_, posts, screen=lambda o, r: [True] * len(r)) == [row[:1] for row in always]
+    assert rewriter.candidates(prompts_, posts, screen=lambda o, r, g: [True] * len(r)) == [row[:1] for row in always]
     assert asked == [3, 1]  # all passed: no samples asked for
     rewriter.config = dataclasses.replace(config, sample_when="always")
     assert rewriter.candidates(prompts_, posts, screen=second_fails) == always and asked == [3, 1, 3]
