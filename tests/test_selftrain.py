@@ -373,3 +373,41 @@ def test_resumed_training_ends_with_the_weights_of_a_straight_run(tiny, tmp_path
     for name in straight:
         assert torch.allclose(straight[name], cut[name], atol=1e-6, rtol=0), name
     assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in straight.items() if "lora_B" in k)  # it trained
+
+
+def test_with_human_rewrites_the_kept_candidate_is_the_one_closest_to_what_people_wrote(scorer, tmp_path):
+    """Two candidates pass the strict check; people wrote the light edit. Against their rewrites the
+    light edit is kept and preferred over the other (unlike_people); without them the product's
+    (1 - toxicity) x similarity picks, and no such pair is made."""
+    from train import data
+
+    light, stock = GOOD, "Your not good code is broken again, you not smart person."
+    candidates = tmp_path / "candidates.jsonl"
+    candidates.write_text(json.dumps({"source": "paradetox", "text": SOURCE, "candidates": [stock, light]}) + "\n")
+    judged = selftrain_filter.judge([json.loads(candidates.read_text())], scorer, selftrain_filter.Thresholds())[0]
+    assert judged.why == [None, None] and judged.chrf is None  # both pass; no references given
+    people = {data.normalize(SOURCE): ("your code is broken again .", "the code is broken again")}
+    out, preferences = tmp_path / "kept.jsonl", tmp_path / "preferences.jsonl"
+    stats = selftrain_filter.run(candidates, out, scorer, preferences=preferences, references=people)
+    assert [k["neutral"] for k in read_lines(out)] == [light]
+    assert [(p["chosen"], p["rejected"], p["rejected_why"]) for p in read_lines(preferences)] == [
+        (light, stock, "unlike_people")]
+    assert stats["human_rewrites"] == {"texts": 1, "judged_against": 1, "chrf_margin": 0.1}
+    chrf = selftrain_filter.chrf_scores([stock, light], people[data.normalize(SOURCE)])
+    assert chrf[1] - chrf[0] >= selftrain_filter.CHRF_MARGIN
+    # without references: no chrF, no unlike_people pair, stats say so
+    stats = selftrain_filter.run(candidates, out, scorer, preferences=preferences)
+    assert stats["human_rewrites"] is None and not read_lines(preferences)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+def test_human_rewrites_are_those_of_training_sentences_only():
+    from train import data
+
+    people = selftrain_filter.human_rewrites(SHARED_DATA)
+    pairs = data.paradetox_pairs(SHARED_DATA)
+    train = next(p for p in pairs if p.split == "train")
+    dev = next(p for p in pairs if p.split == "dev")
+    assert people[data.normalize(train.toxic)] == tuple(train.neutral)
+    assert data.normalize(dev.toxic) not in people
+    assert len(people) == sum(p.split == "train" for p in pairs)

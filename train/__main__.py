@@ -534,15 +534,22 @@ def selftrain_candidates(out, data, max_texts, candidates, temperature, seed, re
               help="Skip sources the classifier scores below this: there nothing proves a candidate removed anything.")
 @click.option("--classifier", help="Toxicity classifier. [default: the bundled one]")
 @click.option("--embedder", help="Sentence embedder for similarity. [default: all-MiniLM-L6-v2 from pip]")
+@click.option("--human-rewrites", is_flag=True,
+              help="Judge ParaDetox training sentences against the crowd's rewrites too: keep the passing candidate "
+                   "closest to them (chrF), and prefer it over passing ones 0.1 chrF further away.")
+@data_option
 @threads_option
 def selftrain_filter(candidates, out, preferences, max_toxicity, min_similarity, min_length_ratio, max_length_ratio,
-                     min_source_toxicity, classifier, embedder, threads) -> None:
+                     min_source_toxicity, classifier, embedder, human_rewrites, data, threads) -> None:
     """Self-training, stage 2: keep the candidates that pass the product's checks strictly.
 
     \b
     Example (minutes: two float32 MiniLM passes over the texts and their candidates):
       python -m train selftrain-filter runs/selftrain/candidates.jsonl --out runs/selftrain/kept.jsonl \\
           --preferences runs/selftrain/preferences.jsonl
+    Candidates of ParaDetox training sentences, judged against the crowd's rewrites too:
+      python -m train selftrain-filter runs/selftrain5/candidates.jsonl --out runs/selftrain5/kept.jsonl \\
+          --preferences runs/selftrain5/preferences.jsonl --human-rewrites
     """
     _setup(threads)
     from moderator.errors import ModeratorError
@@ -555,8 +562,9 @@ def selftrain_filter(candidates, out, preferences, max_toxicity, min_similarity,
         # Read the whole file once first: a broken line fails before the models load.
         if not sum(1 for _ in selftrain_filter.read_candidates(candidates)):
             raise ValueError(f"{candidates} holds no candidates")
+        references = selftrain_filter.human_rewrites(data) if human_rewrites else None
         scorer = selftrain_filter.ProductScorer(classifier, embedder, threads)
-        stats = selftrain_filter.run(candidates, out, scorer, limits, preferences)
+        stats = selftrain_filter.run(candidates, out, scorer, limits, preferences, references=references)
     except (ValueError, ModeratorError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"kept {stats['kept']} of {stats['texts']} texts ({stats['kept_share']}) in {out}; "

@@ -39,6 +39,14 @@ Writes:
   template), "chosen", "rejected", "rejected_why", "source"}, for a later DPO/ORPO stage.
 - stats (JSON, beside kept: kept.stats.json): thresholds, models, candidates seen, kept share per
   source, greedy pass rate, rejections by reason.
+
+With `references` (`--human-rewrites`: the crowd's rewrites of ParaDetox training sentences), a text
+that people rewrote is judged against what they wrote too: among its passing candidates the kept one is
+the closest to their rewrites by chrF (sacrebleu, as the evaluation's chrF column; ties by (1 -
+toxicity) x similarity), and each other passing candidate at least `CHRF_MARGIN` further from them
+becomes a preference pair too (rejected_why `unlike_people`): the stock phrases the model falls back
+on ("You are not smart.") lose to the light edits people make. Only training sentences carry
+references: the dev split's are never read.
 """
 
 from __future__ import annotations
@@ -61,6 +69,8 @@ from moderator.verify import same_words
 log = logging.getLogger(__name__)
 
 PREFERENCE_REASONS = ("copy", "kept_insult", "still_toxic", "dissimilar")
+UNLIKE_PEOPLE = "unlike_people"  # a passing candidate much further from the human rewrites than the kept one
+CHRF_MARGIN = 0.1  # chrF (0..1) by which the kept candidate must be closer to the human rewrites
 
 
 @dataclass(frozen=True)
@@ -121,13 +131,18 @@ class Judged:
     similarity: list[float]
     why: list[str | None]  # None: passes
     skipped: str | None = None  # source_not_toxic, no_candidates
+    chrf: list[float] | None = None  # per candidate, chrF (0..1) against the human rewrites, where known
 
     def best(self) -> int | None:
-        """The passing candidate with the highest (1 - toxicity) x similarity (the first on a tie)."""
+        """The passing candidate with the highest (1 - toxicity) x similarity (the first on a tie); where
+        the human rewrites are known, the passing one closest to them by chrF first."""
         if self.skipped:
             return None
         passing = [k for k, why in enumerate(self.why) if why is None]
-        return max(passing, key=lambda k: ((1 - self.toxicity[k]) * self.similarity[k], -k)) if passing else None
+        if not passing:
+            return None
+        near = self.chrf or [0.0] * len(self.candidates)
+        return max(passing, key=lambda k: (near[k], (1 - self.toxicity[k]) * self.similarity[k], -k))
 
 
 def kept_insult(insults: list[str], candidate: str) -> bool:
@@ -176,8 +191,26 @@ def read_candidates(path: Path) -> Iterator[dict]:
             yield record
 
 
-def judge(records: list[dict], scorer: Scorer, limits: Thresholds) -> list[Judged]:
-    """Score a block of records (one classifier and one embedder pass) and judge every candidate."""
+def human_rewrites(data_dir: str | Path) -> dict[str, tuple[str, ...]]:
+    """The crowd's rewrites of every ParaDetox training sentence, by its normalised text (dev sentences
+    are left out: their rewrites are the evaluation's references)."""
+    from train import data
+
+    return {data.normalize(p.toxic): tuple(p.neutral) for p in data.paradetox_pairs(data_dir) if p.split == "train"}
+
+
+def chrf_scores(candidates: list[str], references: tuple[str, ...]) -> list[float]:
+    """sacrebleu's sentence chrF of each candidate against the references, on 0..1."""
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF()
+    return [metric.sentence_score(c, list(references)).score / 100 for c in candidates]
+
+
+def judge(records: list[dict], scorer: Scorer, limits: Thresholds,
+          references: dict[str, tuple[str, ...]] | None = None) -> list[Judged]:
+    """Score a block of records (one classifier and one embedder pass) and judge every candidate; with
+    `references` (by normalised text), also each candidate's chrF against its text's human rewrites."""
     texts = [r["text"] for r in records]
     source_toxicity = scorer.toxicity(texts) if texts else np.zeros(0)
     judged, flat = [], []  # flat: (record index, candidate)
@@ -203,7 +236,16 @@ def judge(records: list[dict], scorer: Scorer, limits: Thresholds) -> list[Judge
             insults = [str(x) for x in record.get("insults") or []]
             scored = zip(j.candidates, j.toxicity, j.similarity)
             j.why = [verdict(j.text, c, t, s, insults, limits) for c, t, s in scored]
+            people = (references or {}).get(_normalize(j.text))
+            if people:
+                j.chrf = chrf_scores(j.candidates, people)
     return judged
+
+
+def _normalize(text: str) -> str:
+    from train import data
+
+    return data.normalize(text)
 
 
 def preference_pairs(j: Judged) -> list[dict]:
@@ -213,8 +255,14 @@ def preference_pairs(j: Judged) -> list[dict]:
     if best is None:
         return []
     chosen = j.candidates[best]
-    return [{"prompt_text": j.text, "chosen": chosen, "rejected": c, "rejected_why": why, "source": j.source}
-            for c, why in zip(j.candidates, j.why) if why in PREFERENCE_REASONS and not same_words(c, chosen)]
+    pairs = [{"prompt_text": j.text, "chosen": chosen, "rejected": c, "rejected_why": why, "source": j.source}
+             for c, why in zip(j.candidates, j.why) if why in PREFERENCE_REASONS and not same_words(c, chosen)]
+    if j.chrf:
+        pairs += [{"prompt_text": j.text, "chosen": chosen, "rejected": c, "rejected_why": UNLIKE_PEOPLE,
+                   "source": j.source}
+                  for c, why, near in zip(j.candidates, j.why, j.chrf)
+                  if why is None and j.chrf[best] - near >= CHRF_MARGIN and not same_words(c, chosen)]
+    return pairs
 
 
 class Tally:
@@ -224,8 +272,10 @@ class Tally:
         self.per_source: dict[str, Counter] = defaultdict(Counter)
         self.reasons: dict[str, Counter] = defaultdict(Counter)
         self.preferences: Counter = Counter()
+        self.referenced = 0  # texts judged against human rewrites too
 
     def add(self, j: Judged, pairs: list[dict]) -> None:
+        self.referenced += bool(j.chrf)
         counts = self.per_source[j.source]
         counts["texts"] += 1
         counts["candidates"] += len(j.candidates)
@@ -262,9 +312,10 @@ class Tally:
 
 
 def run(candidates: Path, out: Path, scorer: Scorer, limits: Thresholds = Thresholds(),
-        preferences: Path | None = None, block: int = 512) -> dict:
+        preferences: Path | None = None, block: int = 512,
+        references: dict[str, tuple[str, ...]] | None = None) -> dict:
     """Judge every candidate of `candidates`; write the kept pairs (and preference pairs); return the
-    stats also written beside `out` (kept.stats.json)."""
+    stats also written beside `out` (kept.stats.json). `references`: see `human_rewrites`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(out.name + ".tmp")
     tmp_pref = preferences.with_name(preferences.name + ".tmp") if preferences else None
@@ -273,7 +324,7 @@ def run(candidates: Path, out: Path, scorer: Scorer, limits: Thresholds = Thresh
     with open(tmp_out, "w", encoding="utf-8") as kept, \
             (open(tmp_pref, "w", encoding="utf-8") if tmp_pref else open(os.devnull, "w")) as pref:
         while chunk := [r for _, r in zip(range(block), records)]:
-            for j in judge(chunk, scorer, limits):
+            for j in judge(chunk, scorer, limits, references):
                 pairs = preference_pairs(j)
                 tally.add(j, pairs)
                 best = j.best()
@@ -291,6 +342,8 @@ def run(candidates: Path, out: Path, scorer: Scorer, limits: Thresholds = Thresh
     stats = {"candidates_file": str(candidates), "kept_file": out.name,
              "preferences_file": preferences.name if preferences else None,
              "generated_by": generated_by(candidates), "thresholds": asdict(limits),
+             "human_rewrites": ({"texts": len(references), "judged_against": tally.referenced,
+                                 "chrf_margin": CHRF_MARGIN} if references is not None else None),
              "models": scorer.identity() if hasattr(scorer, "identity") else None,
              **tally.summary(), "seconds": round(time.perf_counter() - start, 1)}
     text = json.dumps(stats, indent=2) + "\n"
