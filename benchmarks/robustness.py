@@ -34,9 +34,10 @@ Printed (and written with --json F):
   toxic and obfuscated kinds (explicit_hate, threat, insult, group_insult, obfuscated_*) caught
   (flagged) at least 85%; for the toxic kinds, the share the policy removes untried by category
   (flagged and scoring >= [policy] category_threshold in threat or identity_attack: right for hate and
-  threats, wrong for insults, personal or at groups no law protects, which are rewritten). Next to it the flag rate of alt-profanity-check (predict_prob >= 0.5, its own convention; a
-  TF-IDF + linear SVM that judges profanity more than toxicity and saw none of this project's
-  training data), a reference (--no-judge leaves it out).
+  threats, wrong for insults, personal or at groups no law protects, which are rewritten). Next to
+  it the flag rate of alt-profanity-check (predict_prob >= 0.5, its own convention; a TF-IDF + linear
+  SVM that judges profanity more than toxicity and saw none of this project's training data), a
+  reference (--no-judge leaves it out).
 - fairness: per identity group and per axis, the flag rate of the benign cases that name the group
   (the four benign kinds) and the catch rate of the attacks on it (explicit_hate and group threats);
   the spread is the highest minus the lowest benign flag rate across groups.

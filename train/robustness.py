@@ -385,9 +385,10 @@ INSULT = (
     "Read the thread before posting, you {adj_insult} {noun}.",
 )
 # Insults at groups that no hate-speech law protects (political sides, ideologies, trades, fans) and at
-# people called bigots (no text here is a forum post of the benchmarks' dev split): toxic, rewritable insults, not attacks on a group. Real news-site comments attack
-# these far more often than protected groups, and a model that reads them as identity attacks removes
-# posts a rewrite would keep. Targets turn with the template (OPEN_TARGETS_PER_TEMPLATE each).
+# people called bigots: toxic, rewritable insults, not attacks on a group (no text here is a forum post of
+# the benchmarks' dev split). Real news-site comments attack these far more often than protected groups,
+# and a model that reads them as identity attacks removes posts a rewrite would keep. Targets turn with
+# the template (OPEN_TARGETS_PER_TEMPLATE each).
 OPEN_TARGETS = (
     ("liberals", "a liberal"), ("conservatives", "a conservative"), ("Democrats", "a Democrat"),
     ("Republicans", "a Republican"), ("libtards", "a libtard"), ("lefties", "a leftie"),
