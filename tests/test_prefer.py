@@ -257,6 +257,10 @@ def test_the_card_says_whose_candidates_a_dpo_round_learned_from():
         text = bundle._dpo_section({**run, "candidates_by": by}, 2, sft)
         assert "one of the stage-1 adapter's own\nsampled candidates" in text
         assert "for a toxic text that no supervised stage trained on," in text
+    # Pairs of ParaDetox training sentences too: stage 1 did learn those sentences' human rewrites.
+    text = bundle._dpo_section({**run, "candidates_by": None, "sources": {"forum": 2, "paradetox": 1}}, 2, sft)
+    assert ("for a toxic text (a forum, Jigsaw or Davidson text no supervised stage trained on, or a ParaDetox "
+            "training sentence, whose human rewrites stage 1 learned)," in text)
     # Candidates from another adapter, and a supervised stage that trained on self-training's kept rewrites.
     other = {"ref": "moderator/bundled/rewriter", "sha256": "bb" * 32}
     text = bundle._dpo_section({**run, "candidates_by": other}, 2,

@@ -159,6 +159,9 @@ def _dpo_section(stats: dict, stage: int = 2, sft: dict | None = None) -> str:
     texts = ("that no supervised stage trained on" if not (sft or {}).get("extra_pairs") else
              f"without a human rewrite (stage 1 also trained on self-training's kept rewrites, "
              f"`{sft.get('extra_pairs_file')}`, which may hold these texts)")
+    if "paradetox" in (stats.get("sources") or {}):  # its training sentences: stage 1 learned their human rewrites
+        texts = (f"(a forum, Jigsaw or Davidson text {texts.removeprefix('that ')}, or a ParaDetox training "
+                 f"sentence, whose human rewrites stage 1 learned)")
     return f"""{described_command(stats)}
 
 DPO (TRL) on {stats['preference_pairs']:,} preference pairs from self-training (`{stats['preferences_file']}`):
