@@ -211,6 +211,8 @@ def judge(records: list[dict], scorer: Scorer, limits: Thresholds,
           references: dict[str, tuple[str, ...]] | None = None) -> list[Judged]:
     """Score a block of records (one classifier and one embedder pass) and judge every candidate; with
     `references` (by normalised text), also each candidate's chrF against its text's human rewrites."""
+    from train import data
+
     texts = [r["text"] for r in records]
     source_toxicity = scorer.toxicity(texts) if texts else np.zeros(0)
     judged, flat = [], []  # flat: (record index, candidate)
@@ -236,16 +238,10 @@ def judge(records: list[dict], scorer: Scorer, limits: Thresholds,
             insults = [str(x) for x in record.get("insults") or []]
             scored = zip(j.candidates, j.toxicity, j.similarity)
             j.why = [verdict(j.text, c, t, s, insults, limits) for c, t, s in scored]
-            people = (references or {}).get(_normalize(j.text))
+            people = (references or {}).get(data.normalize(j.text))
             if people:
                 j.chrf = chrf_scores(j.candidates, people)
     return judged
-
-
-def _normalize(text: str) -> str:
-    from train import data
-
-    return data.normalize(text)
 
 
 def preference_pairs(j: Judged) -> list[dict]:
