@@ -89,10 +89,16 @@ class Verify:
         toxicity, similarity = self.score(originals, candidates)
         ok = [self.check(o, c, t, s) is None for o, c, t, s in zip(originals, candidates, toxicity, similarity)]
         judged = [j for j, passed in enumerate(ok) if passed and guarded and guarded[j]]
-        if judged and self.rewritability is not None:
-            for j, q in zip(judged, self.rewritability.predict([candidates[j] for j in judged])):
-                ok[j] = bool(q < self.unrewritable_at)
+        for j, harm in zip(judged, self.keeps_harm([candidates[j] for j in judged])):
+            ok[j] = not harm
         return ok
+
+    def keeps_harm(self, rewrites: list[str]) -> list[bool]:
+        """Whether the rewritability model still judges each rewrite not rewritable (at or above the
+        policy's threshold): for a post it judged so, such a rewrite keeps the harm. All False without a model."""
+        if self.rewritability is None or not rewrites:
+            return [False] * len(rewrites)
+        return [bool(q >= self.unrewritable_at) for q in self.rewritability.predict(rewrites)]
 
     def hopeless_rows(self, batch: pa.RecordBatch) -> list[bool]:
         """Per row, whether the rewritability model judged the post, as a whole, likely not rewritable (its
@@ -151,13 +157,11 @@ class Verify:
                 for c in cands]
         toxicity, similarity = self.score([f[2] for f in flat], [f[3] for f in flat])
         whys = [self.check(original, c, t, s) for (_, _, original, c), t, s in zip(flat, toxicity, similarity)]
-        if hopeless and self.rewritability is not None:
+        if hopeless:
             judged = [n for n, (i, _, _, _) in enumerate(flat) if i in hopeless and whys[n] is None]
-            if judged:
-                p = self.rewritability.predict([flat[n][3] for n in judged])
-                for n, q in zip(judged, p):
-                    if q >= self.unrewritable_at:
-                        whys[n] = "not_rewritable"  # the post's reason if nothing else passes
+            for n, harm in zip(judged, self.keeps_harm([flat[n][3] for n in judged])):
+                if harm:
+                    whys[n] = "not_rewritable"  # the post's reason if nothing else passes
         verdicts: dict[tuple[int, int], list[tuple[str, str | None, float]]] = {}
         for (i, k, original, c), t, s, why in zip(flat, toxicity, similarity, whys):
             verdicts.setdefault((i, k), []).append((c, why, float((1.0 - t) * s)))
