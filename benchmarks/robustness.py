@@ -101,14 +101,17 @@ def score_with_categories(classifier, texts: list[str]) -> tuple[np.ndarray, np.
 
     from moderator import records
     from moderator.config import PolicyConfig
+    from moderator.policy import Policy
 
     if not texts:
         return np.zeros(0), None
     out = classifier(pa.RecordBatch.from_pydict({records.TEXT: pa.array(texts, pa.string())}))
     toxicity = np.asarray(out.column(records.TOXICITY).to_pylist(), dtype=np.float64)
     categories = records.category_scores(out)
-    held = [categories[c] for c in PolicyConfig().unrewritable_categories if c in categories]
-    return toxicity, (np.max(np.stack(held), axis=0) if held else None)
+    policy = Policy(PolicyConfig())
+    if not any(name in categories for name in policy.config.unrewritable_categories):
+        return toxicity, None
+    return toxicity, policy.category_signs(categories, len(texts)).astype(np.float64)
 
 
 def category_threshold() -> float:
