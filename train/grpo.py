@@ -1,0 +1,260 @@
+"""Reinforcement learning of the detox rewriter: GRPO (TRL) on top of a trained LoRA adapter.
+
+    python -m train grpo --adapter moderator/bundled/rewriter --out runs/detox-grpo --max-texts 1000 --fp32
+
+For each toxic ParaDetox *training* sentence the policy samples a group of rewrites (`--generations`,
+TRL's `generate` on the adapter being trained: on-policy, unlike DPO's pairs sampled once by an earlier
+model). Each rewrite earns the product of what the evaluation measures, with the product's own models:
+
+    reward = (1 - the classifier's toxicity) x cosine similarity to the input (the embedder)
+             x chrF against the crowd's rewrites of that sentence
+
+and GRPO raises the likelihood of the rewrites above their group's mean reward. A copy of the input
+(the same words) and an empty answer earn 0. The chrF term keeps the policy near the light edits people
+make (it cannot learn to delete words or paraphrase freely), the similarity term near the meaning.
+
+Guards against gaming the judge: alt-profanity-check stays out of the reward, so `eval-detox`'s J*
+remains an independent view; dev sentences never reach training (their rewrites are the references
+of the evaluation). No reference model: beta = 0 (TRL's default); with a PEFT policy the KL term's
+reference would be the base with its adapters off, which never learned the task.
+
+Checkpoints: the trainer saves OUT/checkpoint every `--checkpoint-every` steps; `--resume` continues
+from the last one (same options), and the folder is removed once the adapter is saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PrinterCallback, TrainerCallback
+
+from moderator import models, prompts
+from moderator.verify import same_words
+from train import data
+from train.detox import load_base
+from train.loop import RunStats, Trained, count_params, peak_rss_mb, save_run_info, seed_everything
+from train.prefer import _start_training, adapter_base, completion_positions_only
+from train.selftrain_filter import Scorer, chrf_scores
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    references: tuple[str, ...]  # the crowd's rewrites
+
+
+def training_prompts(data_dir: str | Path, scorer: Scorer, max_texts: int | None, seed: int,
+                     min_toxicity: float = 0.5) -> tuple[list[Prompt], dict[str, int]]:
+    """ParaDetox training sentences with their human rewrites, in an order drawn with `seed`, keeping
+    those the classifier scores toxic (a sentence it already finds clean teaches nothing), up to
+    `max_texts`; and the counts of what was read and skipped."""
+    pairs = [p for p in data.paradetox_pairs(data_dir) if p.split == "train" and p.neutral]
+    random.Random(seed).shuffle(pairs)
+    kept: list[Prompt] = []
+    counts = {"read": 0, "not_toxic": 0}
+    block = 256
+    for start in range(0, len(pairs), block):
+        chunk = pairs[start:start + block]
+        toxicity = scorer.toxicity([p.toxic for p in chunk])
+        for pair, t in zip(chunk, toxicity.tolist()):
+            counts["read"] += 1
+            if t < min_toxicity:
+                counts["not_toxic"] += 1
+            elif max_texts is None or len(kept) < max_texts:
+                kept.append(Prompt(pair.toxic, tuple(pair.neutral)))
+        if max_texts is not None and len(kept) >= max_texts:
+            break
+    counts["kept"] = len(kept)
+    return kept, counts
+
+
+@dataclass
+class Reward:
+    """GRPO's reward function (TRL calls it with the completions and the dataset's `text` column)."""
+
+    scorer: Scorer
+    references: dict[str, tuple[str, ...]]  # by normalised text
+    totals: dict[str, float] = field(default_factory=lambda: {"n": 0, "toxicity": 0.0, "similarity": 0.0,
+                                                              "chrf": 0.0, "copy": 0, "empty": 0})
+    __name__ = "detox_reward"  # TRL names its logged metric after the function
+
+    def parts(self, texts: list[str], rewrites: list[str]) -> dict[str, np.ndarray]:
+        """Each rewrite's toxicity, similarity and chrF, and whether it is a copy or empty."""
+        n = len(rewrites)
+        empty = np.array([not r.strip() for r in rewrites])
+        copy = np.array([bool(r.strip()) and same_words(t, r) for t, r in zip(texts, rewrites)])
+        filled = [r if r.strip() else "." for r in rewrites]
+        toxicity = self.scorer.toxicity(filled) if n else np.zeros(0)
+        similarity = np.clip((self.scorer.embed(texts) * self.scorer.embed(filled)).sum(axis=1), 0.0, 1.0)
+        chrf = np.array([chrf_scores([r], self.references[data.normalize(t)])[0] for t, r in zip(texts, filled)])
+        return {"toxicity": np.asarray(toxicity, dtype=float), "similarity": similarity, "chrf": chrf,
+                "copy": copy, "empty": empty}
+
+    def __call__(self, completions: list[str], text: list[str], **_: object) -> list[float]:
+        rewrites = [prompts.parse_completion(c) for c in completions]
+        p = self.parts(list(text), rewrites)
+        reward = (1.0 - p["toxicity"]) * p["similarity"] * p["chrf"]
+        reward[p["copy"] | p["empty"]] = 0.0
+        self.totals["n"] += len(rewrites)
+        for key in ("toxicity", "similarity", "chrf", "copy", "empty"):
+            self.totals[key] += float(np.sum(p[key]))
+        return reward.tolist()
+
+    def take_means(self) -> dict[str, float]:
+        """Means since the last call (for the progress log), then start counting again."""
+        n = max(1, self.totals["n"])
+        means = {k: v / n for k, v in self.totals.items() if k != "n"}
+        self.totals.update(n=0, toxicity=0.0, similarity=0.0, chrf=0.0, copy=0, empty=0)
+        return means
+
+
+def train(
+    out: Path,
+    scorer: Scorer,
+    adapter: Path,
+    data_dir: str | Path,
+    base: str | None = None,
+    max_texts: int | None = 1000,
+    max_steps: int | None = None,
+    prompts_per_step: int = 8,
+    generations: int = 4,
+    temperature: float = 1.0,
+    max_new_tokens: int = 64,
+    lr: float = 2e-5,
+    seed: int = 0,
+    bf16: bool = False,
+    checkpoint_every: int = 25,
+    resume: bool = False,
+    scorer_identity: dict | None = None,
+) -> Trained:
+    """Tune `adapter` with GRPO on toxic ParaDetox training sentences and save the tuned adapter in `out`."""
+    from datasets import Dataset
+    from peft import PeftModel
+    from trl import GRPOConfig, GRPOTrainer
+
+    if generations < 2:
+        raise ValueError("GRPO compares a group of rewrites: --generations must be at least 2")
+    out = Path(out)
+    folder = out / "checkpoint"
+    if folder.exists() and not resume:
+        raise ValueError(f"{folder} holds an unfinished run: pass --resume to continue it, or delete it")
+    if resume and not any(folder.glob("checkpoint-*")):
+        raise ValueError(f"--resume: {folder} holds no checkpoint to continue from")
+    seed_everything(seed)
+    texts, counts = training_prompts(data_dir, scorer, max_texts, seed)
+    if not texts:
+        raise ValueError(f"{data_dir}: no toxic ParaDetox training sentences to train on ({counts})")
+    base = base or adapter_base(adapter)
+    model, tokenizer, seq2seq = load_base(base, torch.float32)
+    if seq2seq:
+        raise ValueError("GRPO supports decoder-only rewriters (the shipped kind)")
+    model = PeftModel.from_pretrained(model, str(adapter), adapter_name="default", is_trainable=True)
+    trainable, total = count_params(model)
+
+    reward = Reward(scorer, {data.normalize(t.text): t.references for t in texts})
+    config = GRPOConfig(
+        output_dir=str(folder),
+        per_device_train_batch_size=prompts_per_step * generations,
+        num_generations=generations,
+        max_completion_length=max_new_tokens,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        beta=0.0,
+        num_train_epochs=1,
+        max_steps=max_steps or -1,
+        learning_rate=lr,
+        lr_scheduler_type="linear",
+        warmup_steps=0.05,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=bf16,
+        seed=seed,
+        data_seed=seed,
+        logging_steps=5,
+        save_strategy="steps" if checkpoint_every else "no",
+        save_steps=checkpoint_every or 500,
+        save_total_limit=1,
+        save_only_model=False,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        gradient_checkpointing=False,
+    )
+    dataset = Dataset.from_list([{"prompt": prompts.build_prompt(t.text), "text": t.text} for t in texts])
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=[_Progress(reward)])
+    trainer.remove_callback(PrinterCallback)
+    log.info("GRPO on %d toxic ParaDetox training sentences (%s), %d rewrites each, %d sentences a step, lr %g, "
+             "start %s", len(texts), counts, generations, prompts_per_step, lr, adapter)
+    started = time.monotonic()
+    with completion_positions_only():
+        result = trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.monotonic() - started
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.peft_config["default"].base_model_name_or_path = base
+    model.save_pretrained(str(out))
+    history = [entry for entry in trainer.state.log_history if "loss" in entry]
+    last = history[-1] if history else {}
+    first = history[0] if history else {}
+    stats = RunStats(steps=trainer.state.global_step, examples=trainer.state.global_step * prompts_per_step,
+                     seconds=round(seconds, 1), final_loss=float(last.get("loss", result.training_loss)),
+                     peak_rss_mb=round(peak_rss_mb(), 1), trainable_params=trainable, total_params=total)
+    info = save_run_info(out, {
+        "method": "grpo",
+        "start_adapter": str(adapter),
+        "start_training": _start_training(adapter),
+        "start_sha256": models.tree_sha256(models.resolve_path(str(adapter), "start adapter")),
+        "reference": "none (beta 0)",
+        "base": base,
+        "base_sha256": models.tree_sha256(models.resolve_path(base, "rewriter base")),
+        "seq2seq": False,
+        "reward": "(1 - classifier toxicity) x embedding similarity x chrF against the human rewrites; "
+                  "copy or empty: 0",
+        "reward_models": scorer_identity,
+        "texts": counts,
+        "generations": generations,
+        "prompts_per_step": prompts_per_step,
+        "temperature": temperature,
+        "max_new_tokens": max_new_tokens,
+        "lr": lr,
+        "precision": "bf16 autocast, fp32 weights" if bf16 else "fp32",
+        "seed": seed,
+        "checkpoint_every": checkpoint_every,
+        "first_reward": first.get("reward"),
+        "last_reward": last.get("reward"),
+        "last_log": last,
+    }, stats)
+    shutil.rmtree(folder, ignore_errors=True)
+    return Trained(model, info)
+
+
+class _Progress(TrainerCallback):
+    """Logs each logging step (reward and its parts, speed, time left) to the log, not stdout."""
+
+    def __init__(self, reward: Reward) -> None:
+        self.reward = reward
+        self.started = time.monotonic()
+        self.first_step: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        if not logs or "loss" not in logs:
+            return
+        if self.first_step is None:  # a resumed run starts counting at its checkpoint
+            self.first_step = state.global_step - args.logging_steps
+        rate = max(1, state.global_step - self.first_step) / max(time.monotonic() - self.started, 1e-9)
+        parts = self.reward.take_means()
+        log.info("grpo: step %d/%d reward %.3f (std %.3f): toxicity %.3f, similarity %.3f, chrF %.3f, copies %.2f, "
+                 "empty %.2f, %.1f tokens (%.3f steps/s, eta %.0f s)", state.global_step, state.max_steps,
+                 logs.get("reward", float("nan")), logs.get("reward_std", float("nan")), parts.get("toxicity", 0),
+                 parts.get("similarity", 0), parts.get("chrf", 0), parts.get("copy", 0), parts.get("empty", 0),
+                 logs.get("completions/mean_length", float("nan")), rate, (state.max_steps - state.global_step) / rate)
