@@ -63,6 +63,10 @@ def test_the_reward_pays_a_faithful_clean_rewrite_and_nothing_for_a_copy_or_an_e
     assert scores[0] > 0.7
     assert scores[1] == 0.0 and scores[2] == 0.0
     assert all(scores[0] > s + 0.3 for s in scores[3:])
+    gated = grpo.Reward(scorer, reward.references, max_toxicity=0.5, min_similarity=0.5)
+    scores_gated = gated(candidates, text=[text] * len(candidates))
+    assert scores_gated[0] == pytest.approx(scores[0])  # what verification would publish keeps its reward
+    assert scores_gated[3] == 0.0 < scores[3] and scores_gated[4] == 0.0  # still toxic; drifted
     means = reward.take_means()
     assert means["copy"] == pytest.approx(1 / 6) and means["empty"] == pytest.approx(1 / 6)
     assert reward.take_means()["copy"] == 0.0  # counting starts again

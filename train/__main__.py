@@ -354,6 +354,9 @@ def prefer(preferences, adapter, out, base, epochs, max_steps, max_pairs, batch_
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--lr", type=float, default=2e-5, show_default=True)
 @click.option("--classifier", help="Classifier of the reward. [default: the bundled one]")
+@click.option("--gate/--no-gate", default=True, show_default=True,
+              help="A rewrite that the product's verification would not publish (toxicity >= [policy] "
+                   "max_rewrite_toxicity, similarity < [policy] min_similarity, the defaults) earns 0.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--bf16/--fp32", default=False, show_default=True, help="bfloat16 autocast (weights stay float32).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=25, show_default=True,
@@ -362,7 +365,7 @@ def prefer(preferences, adapter, out, base, epochs, max_steps, max_pairs, batch_
 @note_option
 @threads_option
 def grpo(adapter, out, data, base, max_texts, max_steps, prompts_per_step, generations, temperature, max_new_tokens,
-         lr, classifier, seed, bf16, checkpoint_every, resume, note, threads) -> None:
+         lr, classifier, gate, seed, bf16, checkpoint_every, resume, note, threads) -> None:
     """Tune a LoRA rewriter with GRPO (TRL): sampled rewrites of toxic ParaDetox training sentences,
     rewarded with (1 - toxicity) x similarity x chrF against the crowd's rewrites.
 
@@ -372,8 +375,11 @@ def grpo(adapter, out, data, base, max_texts, max_steps, prompts_per_step, gener
       python -m train grpo --out runs/detox-grpo --max-texts 1000 --threads 2 --resume
     """
     _setup(threads)
+    from moderator.config import PolicyConfig
     from train import grpo as trainer
     from train.selftrain_filter import ProductScorer
+
+    policy = PolicyConfig()
 
     try:
         scorer = ProductScorer(classifier, threads=threads)
@@ -381,7 +387,8 @@ def grpo(adapter, out, data, base, max_texts, max_steps, prompts_per_step, gener
                              prompts_per_step=prompts_per_step, generations=generations, temperature=temperature,
                              max_new_tokens=max_new_tokens, lr=lr, seed=seed, bf16=bf16,
                              checkpoint_every=checkpoint_every, resume=resume,
-                             scorer_identity=scorer.identity()).info
+                             scorer_identity=scorer.identity(),
+                             gate=(policy.max_rewrite_toxicity, policy.min_similarity) if gate else None).info
     except (ValueError, FileNotFoundError) as exc:
         raise click.ClickException(str(exc)) from None
     _record_note(out, note)

@@ -10,7 +10,10 @@ model). Each rewrite earns the product of what the evaluation measures, with the
              x chrF against the crowd's rewrites of that sentence
 
 and GRPO raises the likelihood of the rewrites above their group's mean reward. A copy of the input
-(the same words) and an empty answer earn 0. The chrF term keeps the policy near the light edits people
+(the same words) and an empty answer earn 0, and so, by default, does a rewrite that the product's
+verification would not publish (toxicity at or above `[policy] max_rewrite_toxicity`, similarity under
+`[policy] min_similarity`): without that gate the first run traded toxicity for closeness (J up, but
+fewer forum posts published; see the README). The chrF term keeps the policy near the light edits people
 make (it cannot learn to delete words or paraphrase freely), the similarity term near the meaning.
 
 Guards against gaming the judge: alt-profanity-check stays out of the reward, so `eval-detox`'s J*
@@ -83,6 +86,8 @@ class Reward:
 
     scorer: Scorer
     references: dict[str, tuple[str, ...]]  # by normalised text
+    max_toxicity: float = 1.0  # a rewrite this toxic or more earns 0 (1.0: no gate)
+    min_similarity: float = -1.0  # a rewrite less similar than this earns 0
     totals: dict[str, float] = field(default_factory=lambda: {"n": 0, "toxicity": 0.0, "similarity": 0.0,
                                                               "chrf": 0.0, "copy": 0, "empty": 0})
     __name__ = "detox_reward"  # TRL names its logged metric after the function
@@ -103,7 +108,8 @@ class Reward:
         rewrites = [prompts.parse_completion(c) for c in completions]
         p = self.parts(list(text), rewrites)
         reward = (1.0 - p["toxicity"]) * p["similarity"] * p["chrf"]
-        reward[p["copy"] | p["empty"]] = 0.0
+        rejected = (p["toxicity"] >= self.max_toxicity) | (p["similarity"] < self.min_similarity)
+        reward[p["copy"] | p["empty"] | rejected] = 0.0
         self.totals["n"] += len(rewrites)
         for key in ("toxicity", "similarity", "chrf", "copy", "empty"):
             self.totals[key] += float(np.sum(p[key]))
@@ -135,8 +141,10 @@ def train(
     checkpoint_every: int = 25,
     resume: bool = False,
     scorer_identity: dict | None = None,
+    gate: tuple[float, float] | None = None,
 ) -> Trained:
-    """Tune `adapter` with GRPO on toxic ParaDetox training sentences and save the tuned adapter in `out`."""
+    """Tune `adapter` with GRPO on toxic ParaDetox training sentences and save the tuned adapter in `out`.
+    `gate`: (max toxicity, min similarity) of a rewrite that earns anything (None: no gate)."""
     from datasets import Dataset
     from peft import PeftModel
     from trl import GRPOConfig, GRPOTrainer
@@ -160,7 +168,8 @@ def train(
     model = PeftModel.from_pretrained(model, str(adapter), adapter_name="default", is_trainable=True)
     trainable, total = count_params(model)
 
-    reward = Reward(scorer, {data.normalize(t.text): t.references for t in texts})
+    reward = Reward(scorer, {data.normalize(t.text): t.references for t in texts},
+                    *(gate if gate is not None else (1.0, -1.0)))
     config = GRPOConfig(
         output_dir=str(folder),
         per_device_train_batch_size=prompts_per_step * generations,
@@ -194,7 +203,7 @@ def train(
                           processing_class=tokenizer, callbacks=[_Progress(reward)])
     trainer.remove_callback(PrinterCallback)
     log.info("GRPO on %d toxic ParaDetox training sentences (%s), %d rewrites each, %d sentences a step, lr %g, "
-             "start %s", len(texts), counts, generations, prompts_per_step, lr, adapter)
+             "gate %s, start %s", len(texts), counts, generations, prompts_per_step, lr, gate, adapter)
     started = time.monotonic()
     with completion_positions_only():
         result = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -221,6 +230,7 @@ def train(
         "reward": "(1 - classifier toxicity) x embedding similarity x chrF against the human rewrites; "
                   "copy or empty: 0",
         "reward_models": scorer_identity,
+        "gate": {"max_toxicity": gate[0], "min_similarity": gate[1]} if gate is not None else None,
         "texts": counts,
         "generations": generations,
         "prompts_per_step": prompts_per_step,
