@@ -182,3 +182,16 @@ def test_rows_are_named_after_every_tuning_stage():
     assert bundle.chain_name([sft, tuned]) == "GRPO LoRA"
     assert bundle.chain_name([sft, dpo, dpo, tuned]) == "DPO x2 + GRPO LoRA"
     assert bundle.chain_name([{"method": "lora", "extra_pairs": 5}, dpo, tuned]) == "Self-trained + DPO + GRPO LoRA"
+
+
+def test_the_replaced_adapters_row_is_carried_without_its_shipped_mark(tmp_path):
+    from train import bundle
+
+    row = {"STA": 0.9, "SIM": 0.8, "chrF": 0.7, "J": 0.5, "STA*": 0.95, "J*": 0.52, "n": 4}
+    (tmp_path / "metrics.json").write_text(json.dumps(
+        {"bundled": "2026-12-07", "evaluation": {"rows": {"DPO x4 LoRA (shipped)": row, "SFT LoRA": row}}}))
+    carried = bundle.recorded_rows(["DPO x4 LoRA", "SFT LoRA"], tmp_path)
+    assert list(carried) == ["DPO x4 LoRA", "SFT LoRA"] and carried["DPO x4 LoRA"]["J*"] == 0.52
+    assert carried["DPO x4 LoRA"]["recorded"] == "measured 2026-12-07 (the model is not kept)."
+    with pytest.raises(ValueError, match="no row 'DPO x3 LoRA'"):
+        bundle.recorded_rows(["DPO x3 LoRA"], tmp_path)
