@@ -42,7 +42,8 @@ from moderator import models, prompts
 from moderator.verify import same_words
 from train import data
 from train.detox import load_base
-from train.loop import RunStats, Trained, count_params, peak_rss_mb, save_run_info, seed_everything
+from train.loop import (RunStats, Trained, checkpoint_folder, count_params, peak_rss_mb, save_run_info,
+                        seed_everything, trainer_settings)
 from train.prefer import _start_training, adapter_base, completion_positions_only
 from train.selftrain_filter import Scorer, chrf_scores
 
@@ -152,11 +153,7 @@ def train(
     if generations < 2:
         raise ValueError("GRPO compares a group of rewrites: --generations must be at least 2")
     out = Path(out)
-    folder = out / "checkpoint"
-    if folder.exists() and not resume:
-        raise ValueError(f"{folder} holds an unfinished run: pass --resume to continue it, or delete it")
-    if resume and not any(folder.glob("checkpoint-*")):
-        raise ValueError(f"--resume: {folder} holds no checkpoint to continue from")
+    folder = checkpoint_folder(out, resume)
     seed_everything(seed)
     texts, counts = training_prompts(data_dir, scorer, max_texts, seed)
     if not texts:
@@ -171,7 +168,7 @@ def train(
     reward = Reward(scorer, {data.normalize(t.text): t.references for t in texts},
                     *(gate if gate is not None else (1.0, -1.0)))
     config = GRPOConfig(
-        output_dir=str(folder),
+        **trainer_settings(folder, seed, bf16, checkpoint_every, logging_steps=5),
         per_device_train_batch_size=prompts_per_step * generations,
         num_generations=generations,
         max_completion_length=max_new_tokens,
@@ -184,19 +181,6 @@ def train(
         learning_rate=lr,
         lr_scheduler_type="linear",
         warmup_steps=0.05,
-        use_cpu=not torch.cuda.is_available(),
-        bf16=bf16,
-        seed=seed,
-        data_seed=seed,
-        logging_steps=5,
-        save_strategy="steps" if checkpoint_every else "no",
-        save_steps=checkpoint_every or 500,
-        save_total_limit=1,
-        save_only_model=False,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        gradient_checkpointing=False,
     )
     dataset = Dataset.from_list([{"prompt": prompts.build_prompt(t.text), "text": t.text} for t in texts])
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,

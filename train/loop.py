@@ -284,3 +284,24 @@ def fit(
     trainable, all_params = count_params(model)
     return RunStats(total, examples, round(before + time.perf_counter() - start, 1), round(running, 4),
                     round(peak_rss_mb(), 1), trainable, all_params, first)
+
+
+def checkpoint_folder(out: Path, resume: bool) -> Path:
+    """OUT/checkpoint of a TRL tuning run (`prefer`, `grpo`): an error where it holds an unfinished run
+    and --resume was not given, or where --resume was given and it holds nothing to continue."""
+    folder = Path(out) / "checkpoint"
+    if folder.exists() and not resume:
+        raise ValueError(f"{folder} holds an unfinished run: pass --resume to continue it, or delete it")
+    if resume and not any(folder.glob("checkpoint-*")):
+        raise ValueError(f"--resume: {folder} holds no checkpoint to continue from")
+    return folder
+
+
+def trainer_settings(folder: Path, seed: int, bf16: bool, checkpoint_every: int, logging_steps: int) -> dict:
+    """The settings the TRL tuning stages share: the CPU unless a GPU is there, seeded, one checkpoint
+    at a time in `folder` with the optimizer state (for --resume), nothing reported or printed."""
+    return {"output_dir": str(folder), "use_cpu": not torch.cuda.is_available(), "bf16": bf16, "seed": seed,
+            "data_seed": seed, "logging_steps": logging_steps,
+            "save_strategy": "steps" if checkpoint_every else "no", "save_steps": checkpoint_every or 500,
+            "save_total_limit": 1, "save_only_model": False, "report_to": "none", "disable_tqdm": True,
+            "dataloader_num_workers": 0, "gradient_checkpointing": False}

@@ -39,7 +39,8 @@ from transformers import PrinterCallback, TrainerCallback
 from moderator import models, prompts
 from train import data
 from train.detox import load_base
-from train.loop import RunStats, Trained, count_params, peak_rss_mb, save_run_info, seed_everything
+from train.loop import (RunStats, Trained, checkpoint_folder, count_params, peak_rss_mb, save_run_info,
+                        seed_everything, trainer_settings)
 from train.selftrain_filter import sampled_by
 
 log = logging.getLogger(__name__)
@@ -129,11 +130,7 @@ def train(
     from trl import DPOConfig, DPOTrainer
 
     out = Path(out)
-    folder = out / "checkpoint"
-    if folder.exists() and not resume:
-        raise ValueError(f"{folder} holds an unfinished run: pass --resume to continue it, or delete it")
-    if resume and not any(folder.glob("checkpoint-*")):
-        raise ValueError(f"--resume: {folder} holds no checkpoint to continue from")
+    folder = checkpoint_folder(out, resume)
     seed_everything(seed)
     pairs, dropped = preference_pairs(preferences)
     if max_pairs is not None and max_pairs < len(pairs):
@@ -151,7 +148,7 @@ def train(
 
     losses = ["sigmoid", "sft"] if sft_weight > 0 else ["sigmoid"]
     config = DPOConfig(
-        output_dir=str(folder),
+        **trainer_settings(folder, seed, bf16, checkpoint_every, logging_steps=10),
         per_device_train_batch_size=batch_size,
         num_train_epochs=epochs,
         max_steps=max_steps or -1,
@@ -163,19 +160,6 @@ def train(
         loss_weights=[1.0, sft_weight] if sft_weight > 0 else None,
         max_length=max_length,
         truncation_mode="keep_start",
-        use_cpu=not torch.cuda.is_available(),
-        bf16=bf16,
-        seed=seed,
-        data_seed=seed,
-        logging_steps=10,
-        save_strategy="steps" if checkpoint_every else "no",
-        save_steps=checkpoint_every or 500,
-        save_total_limit=1,
-        save_only_model=False,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        gradient_checkpointing=False,
     )
     dataset = Dataset.from_list(dpo_rows(pairs))
     trainer = _resumable(DPOTrainer)(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
