@@ -14,7 +14,7 @@ and GRPO raises the likelihood of the rewrites above their group's mean reward. 
 verification would not publish (toxicity at or above `[policy] max_rewrite_toxicity`, similarity under
 `[policy] min_similarity`): without that gate the first run traded toxicity for closeness (J up, but
 fewer forum posts published; see the README). The chrF term keeps the policy near the light edits people
-make (it cannot learn to delete words or paraphrase freely), the similarity term near the meaning.
+make (deleting words or paraphrasing freely lowers it), the similarity term near the meaning.
 
 Guards against gaming the judge: alt-profanity-check stays out of the reward, so `eval-detox`'s J*
 remains an independent view; dev sentences never reach training (their rewrites are the references
