@@ -43,7 +43,7 @@ from moderator.verify import same_words
 from train import data
 from train.detox import load_base
 from train.loop import (RunStats, Trained, checkpoint_folder, count_params, peak_rss_mb, save_run_info,
-                        seed_everything, trainer_settings)
+                        TrainerProgress, seed_everything, trainer_settings)
 from train.prefer import _start_training, adapter_base, completion_positions_only
 from train.selftrain_filter import Scorer, chrf_scores
 
@@ -232,23 +232,17 @@ def train(
     return Trained(model, info)
 
 
-class _Progress(TrainerCallback):
+class _Progress(TrainerProgress, TrainerCallback):
     """Logs each logging step (reward and its parts, speed, time left) to the log, not stdout."""
 
     def __init__(self, reward: Reward) -> None:
+        super().__init__()
         self.reward = reward
-        self.started = time.monotonic()
-        self.first_step: int | None = None
 
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
-        if not logs or "loss" not in logs:
-            return
-        if self.first_step is None:  # a resumed run starts counting at its checkpoint
-            self.first_step = state.global_step - args.logging_steps
-        rate = max(1, state.global_step - self.first_step) / max(time.monotonic() - self.started, 1e-9)
+    def report(self, state, logs, rate, eta):  # type: ignore[no-untyped-def]
         parts = self.reward.take_means()
         log.info("grpo: step %d/%d reward %.3f (std %.3f): toxicity %.3f, similarity %.3f, chrF %.3f, copies %.2f, "
                  "empty %.2f, %.1f tokens (%.3f steps/s, eta %.0f s)", state.global_step, state.max_steps,
                  logs.get("reward", float("nan")), logs.get("reward_std", float("nan")), parts.get("toxicity", 0),
                  parts.get("similarity", 0), parts.get("chrf", 0), parts.get("copy", 0), parts.get("empty", 0),
-                 logs.get("completions/mean_length", float("nan")), rate, (state.max_steps - state.global_step) / rate)
+                 logs.get("completions/mean_length", float("nan")), rate, eta)

@@ -305,3 +305,24 @@ def trainer_settings(folder: Path, seed: int, bf16: bool, checkpoint_every: int,
             "save_strategy": "steps" if checkpoint_every else "no", "save_steps": checkpoint_every or 500,
             "save_total_limit": 1, "save_only_model": False, "report_to": "none", "disable_tqdm": True,
             "dataloader_num_workers": 0, "gradient_checkpointing": False}
+
+
+class TrainerProgress:
+    """Base of the TRL stages' progress callbacks: at each logging step (a step that logged a loss) it
+    computes the speed and the time left, counting from the first logged step of this process (a
+    resumed run starts at its checkpoint), and hands them to `report`, which writes the log line."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.first_step: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
+        if not logs or "loss" not in logs:
+            return
+        if self.first_step is None:
+            self.first_step = state.global_step - args.logging_steps
+        rate = max(1, state.global_step - self.first_step) / max(time.monotonic() - self.started, 1e-9)
+        self.report(state, logs, rate, (state.max_steps - state.global_step) / rate)
+
+    def report(self, state, logs: dict, rate: float, eta: float) -> None:  # type: ignore[no-untyped-def]
+        raise NotImplementedError

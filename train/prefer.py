@@ -40,7 +40,7 @@ from moderator import models, prompts
 from train import data
 from train.detox import load_base
 from train.loop import (RunStats, Trained, checkpoint_folder, count_params, peak_rss_mb, save_run_info,
-                        seed_everything, trainer_settings)
+                        TrainerProgress, seed_everything, trainer_settings)
 from train.selftrain_filter import sampled_by
 
 log = logging.getLogger(__name__)
@@ -231,22 +231,13 @@ def completion_positions_only():  # type: ignore[no-untyped-def]
         trl_utils._use_triton = original
 
 
-class _Progress(TrainerCallback):
+class _Progress(TrainerProgress, TrainerCallback):
     """Logs each logging step (loss, reward accuracy and margin, speed, time left) to the log, not stdout."""
 
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.first_step: int | None = None
-
-    def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
-        if not logs or "loss" not in logs:
-            return
-        if self.first_step is None:  # a resumed run starts counting at its checkpoint
-            self.first_step = state.global_step - args.logging_steps
-        rate = max(1, state.global_step - self.first_step) / max(time.monotonic() - self.started, 1e-9)
+    def report(self, state, logs, rate, eta):  # type: ignore[no-untyped-def]
         log.info("dpo: step %d/%d loss %.4f, reward accuracy %.2f, margin %.3f (%.3f steps/s, eta %.0f s)",
                  state.global_step, state.max_steps, logs["loss"], logs.get("rewards/accuracies", float("nan")),
-                 logs.get("rewards/margins", float("nan")), rate, (state.max_steps - state.global_step) / rate)
+                 logs.get("rewards/margins", float("nan")), rate, eta)
 
 
 def _resumable(trainer_class):  # type: ignore[no-untyped-def]
