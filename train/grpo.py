@@ -35,16 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from transformers import PrinterCallback, TrainerCallback
 
 from moderator import models, prompts
 from moderator.verify import same_words
 from train import data
-from train.detox import load_base
 from train.loop import (RunStats, Trained, checkpoint_folder, count_params, peak_rss_mb, save_run_info,
                         TrainerProgress, seed_everything, trainer_settings)
-from train.prefer import _start_training, adapter_base, completion_positions_only
+from train.prefer import _start_training, adapter_base, completion_positions_only, trainable_adapter
 from train.selftrain_filter import Scorer, chrf_scores
 
 log = logging.getLogger(__name__)
@@ -147,7 +145,6 @@ def train(
     """Tune `adapter` with GRPO on toxic ParaDetox training sentences and save the tuned adapter in `out`.
     `gate`: (max toxicity, min similarity) of a rewrite that earns anything (None: no gate)."""
     from datasets import Dataset
-    from peft import PeftModel
     from trl import GRPOConfig, GRPOTrainer
 
     if generations < 2:
@@ -159,10 +156,7 @@ def train(
     if not texts:
         raise ValueError(f"{data_dir}: no toxic ParaDetox training sentences to train on ({counts})")
     base = base or adapter_base(adapter)
-    model, tokenizer, seq2seq = load_base(base, torch.float32)
-    if seq2seq:
-        raise ValueError("GRPO supports decoder-only rewriters (the shipped kind)")
-    model = PeftModel.from_pretrained(model, str(adapter), adapter_name="default", is_trainable=True)
+    model, tokenizer = trainable_adapter(adapter, base, "GRPO")
     trainable, total = count_params(model)
 
     reward = Reward(scorer, {data.normalize(t.text): t.references for t in texts},

@@ -106,6 +106,17 @@ def adapter_base(adapter: Path) -> str:
     return config["base_model_name_or_path"]
 
 
+def trainable_adapter(adapter: Path, base: str, stage: str):  # type: ignore[no-untyped-def]
+    """The start adapter on its base in float32, trainable as the "default" adapter, and the tokenizer;
+    an error for an encoder-decoder base (the tuning stages support decoder-only rewriters)."""
+    from peft import PeftModel
+
+    model, tokenizer, seq2seq = load_base(base, torch.float32)
+    if seq2seq:
+        raise ValueError(f"{stage} supports decoder-only rewriters (the shipped kind)")
+    return PeftModel.from_pretrained(model, str(adapter), adapter_name="default", is_trainable=True), tokenizer
+
+
 def train(
     preferences: Path,
     adapter: Path,
@@ -126,7 +137,6 @@ def train(
 ) -> Trained:
     """Tune `adapter` on the preference pairs with DPO and save the tuned adapter in `out`."""
     from datasets import Dataset
-    from peft import PeftModel
     from trl import DPOConfig, DPOTrainer
 
     out = Path(out)
@@ -140,10 +150,7 @@ def train(
     if not pairs:
         raise ValueError(f"{preferences}: no preference pairs left to train on (dropped {dropped})")
     base = base or adapter_base(adapter)
-    model, tokenizer, seq2seq = load_base(base, torch.float32)
-    if seq2seq:
-        raise ValueError("preference tuning supports decoder-only rewriters (the shipped kind)")
-    model = PeftModel.from_pretrained(model, str(adapter), adapter_name="default", is_trainable=True)
+    model, tokenizer = trainable_adapter(adapter, base, "preference tuning")
     trainable, total = count_params(model)
 
     losses = ["sigmoid", "sft"] if sft_weight > 0 else ["sigmoid"]
