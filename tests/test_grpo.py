@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from moderator import models
+from moderator import models, prompts
 from train import data, grpo
 from train.__main__ import cli
 from train.selftrain_filter import ProductScorer
@@ -70,6 +70,12 @@ def test_the_reward_pays_a_faithful_clean_rewrite_and_nothing_for_a_copy_or_an_e
     means = reward.take_means()
     assert means["copy"] == pytest.approx(1 / 6) and means["empty"] == pytest.approx(1 / 6)
     assert reward.take_means()["copy"] == 0.0  # counting starts again
+    # A toxicity weight above 1 takes more from the still-toxic rewrite than from the clean one.
+    weighted = grpo.Reward(scorer, reward.references, toxicity_weight=3.0)(candidates, text=[text] * len(candidates))
+    toxicity = scorer.toxicity([prompts.parse_completion(candidates[i]) for i in (0, 3)])
+    assert weighted[0] == pytest.approx(scores[0] * (1 - toxicity[0]) ** 2, rel=1e-4)
+    assert weighted[3] == pytest.approx(scores[3] * (1 - toxicity[1]) ** 2, rel=1e-4)
+    assert weighted[3] / scores[3] < weighted[0] / scores[0]
 
 
 def test_training_sentences_are_toxic_training_ones_with_their_rewrites(scorer, paradetox):
@@ -146,6 +152,8 @@ def test_the_command_explains_itself_and_refuses_a_group_of_one(tmp_path):
     assert shown.exit_code == 0 and "Example" in shown.output and "--resume" in shown.output
     refused = CliRunner().invoke(cli, ["grpo", "--out", str(tmp_path / "g"), "--generations", "1"])
     assert refused.exit_code == 2 and "--generations" in refused.output and "Traceback" not in refused.output
+    refused = CliRunner().invoke(cli, ["grpo", "--out", str(tmp_path / "g"), "--toxicity-weight", "0"])
+    assert refused.exit_code == 2 and "--toxicity-weight" in refused.output and "Traceback" not in refused.output
 
 
 def test_a_grpo_tuned_adapter_bundles_with_a_card_of_every_stage(tiny, scorer, paradetox, tmp_path):

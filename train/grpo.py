@@ -6,8 +6,11 @@ For each toxic ParaDetox *training* sentence the policy samples a group of rewri
 TRL's `generate` on the adapter being trained: on-policy, unlike DPO's pairs sampled once by an earlier
 model). Each rewrite earns the product of what the evaluation measures, with the product's own models:
 
-    reward = (1 - the classifier's toxicity) x cosine similarity to the input (the embedder)
+    reward = (1 - the classifier's toxicity) ** w x cosine similarity to the input (the embedder)
              x chrF against the crowd's rewrites of that sentence
+
+(w: `--toxicity-weight`, 1 by default; a larger one punishes a rewrite that stays a little toxic, which
+the product would still publish, more than one that strays a little from the words people chose)
 
 and GRPO raises the likelihood of the rewrites above their group's mean reward. A copy of the input
 (the same words) and an empty answer earn 0, and so, by default, does a rewrite that the product's
@@ -87,6 +90,7 @@ class Reward:
     references: dict[str, tuple[str, ...]]  # by normalised text
     max_toxicity: float = 1.0  # a rewrite this toxic or more earns 0 (1.0: no gate)
     min_similarity: float = -1.0  # a rewrite less similar than this earns 0
+    toxicity_weight: float = 1.0  # the exponent of (1 - toxicity)
     totals: dict[str, float] = field(default_factory=lambda: {"n": 0, "toxicity": 0.0, "similarity": 0.0,
                                                               "chrf": 0.0, "copy": 0, "empty": 0})
     __name__ = "detox_reward"  # TRL names its logged metric after the function
@@ -106,7 +110,7 @@ class Reward:
     def __call__(self, completions: list[str], text: list[str], **_: object) -> list[float]:
         rewrites = [prompts.parse_completion(c) for c in completions]
         p = self.parts(list(text), rewrites)
-        reward = (1.0 - p["toxicity"]) * p["similarity"] * p["chrf"]
+        reward = (1.0 - p["toxicity"]) ** self.toxicity_weight * p["similarity"] * p["chrf"]
         rejected = (p["toxicity"] >= self.max_toxicity) | (p["similarity"] < self.min_similarity)
         reward[p["copy"] | p["empty"] | rejected] = 0.0
         self.totals["n"] += len(rewrites)
@@ -141,14 +145,18 @@ def train(
     resume: bool = False,
     scorer_identity: dict | None = None,
     gate: tuple[float, float] | None = None,
+    toxicity_weight: float = 1.0,
 ) -> Trained:
     """Tune `adapter` with GRPO on toxic ParaDetox training sentences and save the tuned adapter in `out`.
-    `gate`: (max toxicity, min similarity) of a rewrite that earns anything (None: no gate)."""
+    `gate`: (max toxicity, min similarity) of a rewrite that earns anything (None: no gate);
+    `toxicity_weight`: the exponent of (1 - toxicity) in the reward."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     if generations < 2:
         raise ValueError("GRPO compares a group of rewrites: --generations must be at least 2")
+    if toxicity_weight <= 0:
+        raise ValueError("--toxicity-weight must be above 0")
     out = Path(out)
     folder = checkpoint_folder(out, resume)
     seed_everything(seed)
@@ -160,7 +168,7 @@ def train(
     trainable, total = count_params(model)
 
     reward = Reward(scorer, {data.normalize(t.text): t.references for t in texts},
-                    *(gate if gate is not None else (1.0, -1.0)))
+                    *(gate if gate is not None else (1.0, -1.0)), toxicity_weight=toxicity_weight)
     config = GRPOConfig(
         **trainer_settings(folder, seed, bf16, checkpoint_every, logging_steps=5),
         per_device_train_batch_size=prompts_per_step * generations,
@@ -181,7 +189,8 @@ def train(
                           processing_class=tokenizer, callbacks=[_Progress(reward)])
     trainer.remove_callback(PrinterCallback)
     log.info("GRPO on %d toxic ParaDetox training sentences (%s), %d rewrites each, %d sentences a step, lr %g, "
-             "gate %s, start %s", len(texts), counts, generations, prompts_per_step, lr, gate, adapter)
+             "gate %s, toxicity weight %g, start %s", len(texts), counts, generations, prompts_per_step, lr, gate,
+             toxicity_weight, adapter)
     started = time.monotonic()
     with completion_positions_only():
         result = trainer.train(resume_from_checkpoint=True if resume else None)
@@ -205,8 +214,9 @@ def train(
         "base": base,
         "base_sha256": models.tree_sha256(models.resolve_path(base, "rewriter base")),
         "seq2seq": False,
-        "reward": "(1 - classifier toxicity) x embedding similarity x chrF against the human rewrites; "
-                  "copy or empty: 0",
+        "reward": ("(1 - classifier toxicity)" + (f" ** {toxicity_weight:g}" if toxicity_weight != 1 else "")
+                   + " x embedding similarity x chrF against the human rewrites; copy or empty: 0"),
+        "toxicity_weight": toxicity_weight,
         "reward_models": scorer_identity,
         "gate": {"max_toxicity": gate[0], "min_similarity": gate[1]} if gate is not None else None,
         "texts": counts,
