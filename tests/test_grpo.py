@@ -166,7 +166,8 @@ def test_a_grpo_tuned_adapter_bundles_with_a_card_of_every_stage(tiny, scorer, p
     shipped = json.loads((bundle.BUNDLED / "rewriter" / "train_stats.json").read_text())
     (start / "train_stats.json").write_text(json.dumps(shipped))  # as if the start were the shipped adapter
     out = tmp_path / "grpo"
-    grpo.train(out, scorer, start, paradetox, max_steps=2, checkpoint_every=0, **ARGS)
+    grpo.train(out, scorer, start, paradetox, max_steps=2, checkpoint_every=0, gate=(0.5, 0.6), toxicity_weight=3,
+               **ARGS)
     chain = bundle.training_chain(bundle.training_stats(out))
     rounds = sum(step["method"] == "dpo" for step in chain)
     assert [step["method"] for step in chain] == ["lora", *["dpo"] * rounds, "grpo"] and rounds >= 1
@@ -174,13 +175,18 @@ def test_a_grpo_tuned_adapter_bundles_with_a_card_of_every_stage(tiny, scorer, p
     assert name.endswith(" + GRPO LoRA") and "DPO" in name
     row = {"STA": 0.9, "SIM": 0.8, "chrF": 0.7, "J": 0.5, "STA*": 0.95, "J*": 0.52, "n": 4}
     table = {"split": "dev", "sentences": 4, "samples": {"input": ["you idiot"], f"{name} (shipped)": ["you are wrong"]},
-             "rows": {f"{name} (shipped)": row, "SFT LoRA": {**row, "J": 0.45, "J*": 0.47}}}
+             "rows": {f"{name} (shipped)": row, "SFT LoRA": {**row, "J": 0.45, "J*": 0.47},
+                      "DPO x4 LoRA": {**row, "J*": 0.55}}}
     card = (bundle.bundle_rewriter(out, table, tmp_path / "bundled") / "README.md").read_text()
     grpo_stage = rounds + 2
     assert f"### Stage {grpo_stage}: reinforcement learning (GRPO)" in card
     assert f"### Stage {grpo_stage - 1}: preference tuning" in card and "### Stage 1: supervised" in card
     assert "GRPO (TRL) on 6 toxic ParaDetox training sentences" in card and "1 that the classifier finds clean" in card
     assert "x chrF" in card and "alt-profanity-check, the J*" in card
+    assert "(1 - the classifier's toxicity) to the power 3 x" in card
+    assert "verification would not publish: toxicity >= 0.5 or similarity < 0.6" in card
+    assert "Highest J* on all dev sentences: DPO x4 LoRA (0.550), not the shipped adapter" in card
+    assert "Highest J on" not in card  # the shipped row ties it
 
 
 def test_rows_are_named_after_every_tuning_stage():

@@ -158,13 +158,18 @@ def _grpo_section(stats: dict, stage: int) -> str:
     first, last = stats.get("first_reward"), stats.get("last_reward")
     rewards = (f" Mean reward {float(first):.3f} at the first logged step, {float(last):.3f} at the last."
                if first is not None and last is not None else "")
+    weight = float(stats.get("toxicity_weight", 1.0))
+    power = "" if weight == 1 else f" to the power {weight:g}"
+    gate = stats.get("gate")
+    gated = (f"; so does a rewrite that the product's verification would not publish: toxicity >= "
+             f"{gate['max_toxicity']:g} or similarity < {gate['min_similarity']:g}" if gate else "")
     return f"""{described_command(stats)}
 
 GRPO (TRL) on {texts['kept']:,} toxic ParaDetox training sentences, one pass (read in an order drawn with the
 seed: {texts['read']:,} read, {texts['not_toxic']:,} that the classifier finds clean skipped; stage 1 learned their
 human rewrites). For each sentence the adapter being trained samples {stats['generations']} rewrites at temperature
-{stats['temperature']}; each earns (1 - the classifier's toxicity) x its embedding similarity to the sentence x chrF
-against the sentence's human rewrites (a copy or an empty answer: 0), and the loss raises the likelihood of
+{stats['temperature']}; each earns (1 - the classifier's toxicity){power} x its embedding similarity to the sentence x chrF
+against the sentence's human rewrites (a copy or an empty answer: 0{gated}), and the loss raises the likelihood of
 the rewrites above their group's mean reward. No reference model (beta 0); alt-profanity-check, the J*
 judge, is not part of the reward.{rewards} Learning rate {stats['lr']}, {stats['prompts_per_step']} sentences a step, {s['steps']} steps,
 {stats.get('precision', 'float32')}, {stats['torch_threads']} CPU threads: {s['seconds'] / 60:.0f} min, peak RSS {s['peak_rss_mb']:.0f} MB.{(chr(10) * 2 + stats['note']) if stats.get('note') else ''}"""
@@ -269,7 +274,8 @@ def rewriter_card(stats: dict, table: dict, size_mb: float) -> str:
         judged = [n for n in rows if judge in rows[n] and rows[n]["n"] == rows[shipped]["n"]]
         best = max(judged, key=lambda n: rows[n][judge]) if judged else shipped
         if best != shipped:
-            comparison += f" Highest {judge} on all dev sentences: {best} ({rows[best][judge]:.3f})."
+            comparison += (f" Highest {judge} on all dev sentences: {best} ({rows[best][judge]:.3f}), not the shipped "
+                           "adapter (why: that row's note under How the other rows were trained, and the README).")
     recorded = [n for n in rows if rows[n].get("recorded")]
     if recorded:
         comparison += " " + " ".join(f"{n}: {rows[n]['recorded']}" for n in recorded)
