@@ -14,8 +14,8 @@
                                                       or review (rewrite_disabled) with --no-rewrite
 
 What is rewritten is a post's toxic sentences (those the classifier scored at or above the rewrite
-threshold on their own), or the whole post when it is one sentence or no single sentence is toxic
-without the others: these spans are the post's *targets* (a column the rewriter reads). Whether a
+threshold on their own, or `[policy] sentence_threshold` where a job sets it), or the whole post when
+it is one sentence or no single sentence is toxic without the others: these spans are the post's *targets* (a column the rewriter reads). Whether a
 target can be rewritten at all is the rewritability model's call (moderator.rewritability, trained
 on sentences annotators could and could not rewrite). A post is removed as not rewritable only when
 every target is judged so and the targets are the whole post: untried when the model is sure
@@ -138,7 +138,8 @@ class Policy:
     def targets(self, text: str, sentences: list[dict] | None) -> tuple[list[tuple[int, int]], bool]:
         """The spans of a toxic post to rewrite, and whether they are the whole post."""
         sentences = sentences or []
-        toxic = [(s["start"], s["end"]) for s in sentences if s["toxicity"] >= self.config.rewrite_threshold]
+        at = self.config.sentence_threshold if self.config.sentence_threshold is not None else self.config.rewrite_threshold
+        toxic = [(s["start"], s["end"]) for s in sentences if s["toxicity"] >= at]
         if len(sentences) > 1 and toxic:
             return toxic, len(toxic) == len(sentences)
         whole = records.whole_post(text)

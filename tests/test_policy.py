@@ -200,3 +200,16 @@ def test_a_post_likely_unrewritable_with_a_sign_of_a_threat_or_hate_is_removed_u
     # only the categories the policy does not rewrite count
     out = Policy(PolicyConfig(unrewritable_categories=("threat",)), rewritability=TwoThresholds())(batch)
     assert out.column(records.REASON).to_pylist()[2] == "above_rewrite_threshold"
+
+
+def test_the_sentences_rewritten_in_a_toxic_post_are_those_at_the_sentence_threshold():
+    text = "You are a moron. Your point is weak. The bus leaves at nine."
+    sentences = [{"start": 0, "end": 16, "toxicity": 0.9}, {"start": 17, "end": 36, "toxicity": 0.35},
+                 {"start": 37, "end": 60, "toxicity": 0.01}]
+    assert Policy(PolicyConfig()).targets(text, sentences) == ([(0, 16)], False)  # unset: rewrite_threshold
+    assert Policy(PolicyConfig(sentence_threshold=0.3)).targets(text, sentences) == ([(0, 16), (17, 36)], False)
+    assert Policy(PolicyConfig(sentence_threshold=0.0)).targets(text, sentences) == ([(0, 16), (17, 36), (37, 60)], True)
+    calm = [{**s, "toxicity": 0.1} for s in sentences]  # toxic only as a whole: the whole post is rewritten
+    assert Policy(PolicyConfig(sentence_threshold=0.3)).targets(text, calm) == ([(0, 60)], True)
+    with pytest.raises(Exception, match="sentence_threshold"):
+        PolicyConfig(sentence_threshold=1.5)
