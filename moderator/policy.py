@@ -15,13 +15,14 @@
 
 What is rewritten is a post's toxic sentences (those the classifier scored at or above the rewrite
 threshold on their own, or `[policy] sentence_threshold` where a job sets it), or the whole post when
-it is one sentence or no single sentence is toxic without the others: these spans are the post's *targets* (a column the rewriter reads). Whether a
-target can be rewritten at all is the rewritability model's call (moderator.rewritability, trained
-on sentences annotators could and could not rewrite). A post is removed as not rewritable only when
-every target is judged so and the targets are the whole post: untried when the model is sure
-(precision 0.9 on held-out data), else only after no rewrite of it passed verification (precision
-0.8 alone removed one post in five that people could rewrite); in a longer post, such a sentence may
-instead be deleted if no rewrite of it passes verification ([policy] delete_sentences, verify.py).
+it is one sentence or no single sentence is toxic without the others: these spans are the post's
+*targets* (a column the rewriter reads). Whether a target can be rewritten at all is the rewritability
+model's call (moderator.rewritability, trained on sentences annotators could and could not rewrite).
+A post is removed as not rewritable only when every target is judged so and the targets are the
+whole post: untried when the model is sure (precision 0.9 on held-out data), else only after no
+rewrite of it passed verification (precision 0.8 alone removed one post in five that people could
+rewrite); in a longer post, such a sentence may instead be deleted if no rewrite of it passes
+verification ([policy] delete_sentences, verify.py).
 
 Categories come from a multi-label classifier that scores them beside toxicity (records.CATEGORIES,
 read from the `scores` fields): a rewrite of a threat or of an attack on a group keeps the threat or
@@ -138,7 +139,8 @@ class Policy:
     def targets(self, text: str, sentences: list[dict] | None) -> tuple[list[tuple[int, int]], bool]:
         """The spans of a toxic post to rewrite, and whether they are the whole post."""
         sentences = sentences or []
-        at = self.config.sentence_threshold if self.config.sentence_threshold is not None else self.config.rewrite_threshold
+        config = self.config
+        at = config.sentence_threshold if config.sentence_threshold is not None else config.rewrite_threshold
         toxic = [(s["start"], s["end"]) for s in sentences if s["toxicity"] >= at]
         if len(sentences) > 1 and toxic:
             return toxic, len(toxic) == len(sentences)
