@@ -12,27 +12,38 @@ original):
   becomes that letter (Cyrillic "о", Armenian "ո", Latin script "ɡ"; and SMALL_CAPITALS, which it
   leaves out: Cyrillic "к", Greek "κ"). A letter that is only a bar
   ("ӏ", "І", "Ι") reads as I when it is a capital, and as i or l, whichever makes a dictionary word
-  ("animaӏs" -> "animals"). A word written wholly in Cyrillic or Greek (real Russian or Greek) is left
-  alone.
+  ("animaӏs" -> "animals"). A word written wholly in look-alikes is read so only in a text of mostly
+  ASCII letters and only when it reads as an English dictionary word of three letters or more ("you are
+  ԁеаԁ" -> "you are dead"); real Russian or Greek is left alone.
 - spaced-out letters: three or more single letters joined by one and the same separator (a space, a
   dot, a hyphen, an underscore or an asterisk) are joined ("f u c k" -> "fuck", "s.t.u.p.i.d" ->
-  "stupid"). Abbreviations with dots ("U.S.A.") come out as "USA", which reads the same.
+  "stupid"). Abbreviations with dots ("U.S.A.") come out as "USA", which reads the same. A joined
+  word the dictionary lacks is read like any other (below): "I h a t e" -> "Ihate" -> "I hate".
 - leetspeak: in a word of letters with digits or symbols standing for letters before a letter
   ("1d10t", "5tup!d", "b!tch", "@ss"), those become the letters (1 i, 3 e, 4 a, 0 o, 5 s, 7 t, 9 g,
   8 b, @ a, $ s, ! i), and in such a word up to two digits after its last letter too ("v1l3" ->
   "vile"). A word must hold at least two letters; otherwise a trailing run of digits or symbols
   ("covid19", "mp3", "wow!"), numbers with units or ordinals ("4th", "10am") and e-mail addresses and
-  domain names are left alone.
+  domain names are left alone, unless reading every leet character in it spells a dictionary word of
+  four letters or more ("h473" -> "hate", "5h007" -> "shoot", "w0r7hl355" -> "worthless").
 - words glued together and typos (read right after look-alike letters, before the other two, and only
   in words of ASCII letters as written: not in contractions, masked or leet words): a word of four letters or more that the
   English frequency dictionary of `symspellpy` (82,765 words) does not hold is read as the words it
   glues together when all are dictionary words of four letters or more or common function words
   (GLUE_WORDS: "youidiot" -> "you idiot", "aloser" -> "a loser", "arefilthyparasites" -> "are filthy
   parasites"; "MAGAphants", "raghead" and "asswipe" stay), else as the one word it is a typo of when
-  that is unmistakable (two neighbouring letters swapped or one left out, and no other word one edit
-  away at least a fifth as frequent: "stuipd" -> "stupid", "idoit" -> "idiot", "disgustng" ->
-  "disgusting"; "daed" stays: "dead" or "died"; a changed or extra letter is not a typo:
-  "trannies" is not "grannies").
+  that is unmistakable: two neighbouring letters swapped or one left out, and no other word one edit
+  away at least a fifth as frequent ("stuipd" -> "stupid", "idoit" -> "idiot", "disgustng" ->
+  "disgusting"; a changed or extra letter is not a typo: "trannies" is not "grannies"); or, in a word
+  of five letters or more (SWAP_MIN_LENGTH: four-letter ones are as often slang, "imma", "isnt", as
+  slips), two neighbouring letters swapped in one word, or in one at least five times as frequent as
+  the others, whatever words a changed letter makes ("sohot" -> "shoot", though "shot" is commoner;
+  "metnal" -> "mental", though "metal" is); or, when the swap makes several words ("haet": "hate" or
+  "heat"), the one that follows the word before it five times as often in English text (symspellpy's
+  bigram counts: "I haet" -> "I hate", "the haet" -> "the heat"). A letter left out is read only when
+  no other word is near: a word one letter short of a dictionary word is as often a name or slang
+  ("MAGA", "cuck") as a slip. A typo reading commoner than the rarest word of a glued reading wins
+  ("wrothless" -> "worthless", not "wroth less").
   Dictionary words are never changed, and neither are the words for people and groups that it lacks
   (KEEP: "nonbinary", "incels"); an unknown name may be read as a near word ("Rthur" -> "Arthur"), which only the
   classifier sees.
@@ -65,11 +76,15 @@ _LONG_WORD = re.compile(r"(?<![\w'\u2019*@$])[A-Za-z]{4,}(?![\w'\u2019*@$])")
 # ("nonbinary", "incels", "antifa") that would otherwise be split or respelled ("non binary", "inc els").
 KEEP = frozenset({"nonbinary", "cisgender", "genderqueer", "pansexual", "lgbt", "lgbtq", "lgbtqia", "incel", "incels",
                   "feminazi", "feminazis", "antifa"})
+# The shortest word read as two neighbouring letters swapped when another word is one edit away: of the
+# four-letter ones in the dev split most are slang or abbreviations ("isnt" -> "inst", "imma" -> "imam").
+SWAP_MIN_LENGTH = 5
 TYPO_DOMINANCE = 5  # a typo's correction must be this many times as frequent as any other at its distance
 # The short words a glued word may hold: the commonest function words ("a", "to", "you"), not every short
 # dictionary word ("as", "rag", "mag": "asswipe", "raghead" and "MAGA" are not glued words).
 GLUE_WORDS = frozenset({"a", "i", "an", "to", "be", "is", "are", "the", "you", "we", "he", "she", "it", "of", "in",
-                        "on", "at", "and", "or", "so", "no", "not", "my", "his", "her", "our", "can", "was", "ur"})
+                        "on", "at", "and", "or", "so", "no", "not", "my", "his", "her", "our", "can", "was", "ur",
+                        "all", "too", "for", "but", "get", "out", "how", "who", "why", "him"})
 
 
 def normalize(text: str) -> str:
@@ -103,32 +118,101 @@ def _speller():  # type: ignore[no-untyped-def]
     return speller
 
 
+_WORD_BEFORE = re.compile(r"([A-Za-z]+)[ \t]+$")
+
+
 def _respell(match: re.Match[str]) -> str:
     word = match.group(0)
-    return _respelled(word) or word
+    fixed = _respelled(word)
+    if fixed is None:  # a slip of two words ("haet": "hate" or "heat"): the word before may tell
+        before = _WORD_BEFORE.search(match.string[max(0, match.start() - 40):match.start()])
+        if before:
+            fixed = _typo_after(word, before.group(1).lower())
+    return fixed or word
+
+
+@functools.lru_cache(maxsize=1)
+def _bigrams() -> dict[str, int]:
+    """symspellpy's English bigram counts ("i hate": 56,103,104), loaded on first need."""
+    import importlib.resources
+
+    speller = _speller()
+    if not speller.bigrams:
+        counts = importlib.resources.files("symspellpy") / "frequency_bigramdictionary_en_243_342.txt"
+        with importlib.resources.as_file(counts) as path:
+            speller.load_bigram_dictionary(str(path), term_index=0, count_index=2)
+    return speller.bigrams
+
+
+@functools.lru_cache(maxsize=65536)
+def _typo_after(word: str, before: str) -> str | None:
+    """The word that `word`, unknown and several words with two letters swapped, stands for after `before`:
+    the one that follows `before` TYPO_DOMINANCE times as often as any other in English text ("I haet"
+    -> "I hate": "i hate" is common, "i heat" is not; "the haet" -> "the heat"); else None."""
+    speller, lower = _speller(), word.lower()
+    if lower in speller.words or lower in KEEP:
+        return None
+    from symspellpy import Verbosity
+
+    found = [s.term for s in speller.lookup(lower, Verbosity.ALL, max_edit_distance=1, transfer_casing=False)
+             if _swapped(lower, s.term) and "'" not in s.term]
+    if len(found) < 2:
+        return None
+    follows = sorted(((_bigrams().get(f"{before} {term}", 0), term) for term in found), reverse=True)
+    if follows[0][0] > 0 and follows[0][0] >= TYPO_DOMINANCE * follows[1][0]:
+        fixed = follows[0][1]
+        return fixed.upper() if word.isupper() else fixed.capitalize() if word[0].isupper() else fixed
+    return None
 
 
 @functools.lru_cache(maxsize=65536)
 def _respelled(word: str) -> str | None:
     """The word a typo stands for, or the words a glued word joins, cased like `word`; None to keep it."""
-    from symspellpy import Verbosity
-
     speller, lower = _speller(), word.lower()
     if lower in speller.words or lower in KEEP:
         return None
-    # Glued words first: every letter stays as written ("aloser" is "a loser", not a typo of "closer").
-    # Words of four letters or more, and short ones only from GLUE_WORDS: "rag head", "as swipe" and
-    # "i do it" ("idoit": a typo of "idiot") are not read into a word.
+    # Glued words first: every letter stays as written ("aloser" is "a loser", not a typo of "closer"),
+    # unless a typo reading is commoner than the rarest of the glued words ("wrothless" is "worthless",
+    # not "wroth less"). Words of four letters or more, and short ones only from GLUE_WORDS: "rag head",
+    # "as swipe" and "i do it" ("idoit": a typo of "idiot") are not read into a word.
+    typo = _typo_of(lower, speller)
     parts = speller.word_segmentation(lower, max_edit_distance=0).corrected_string.split()
     if len(parts) >= 2 and "".join(parts) == lower and len(parts[-1]) > 1 and all(
-            p in GLUE_WORDS or (len(p) >= 4 and p in speller.words) for p in parts):  # not "scotus a"
+            p in GLUE_WORDS or (len(p) >= 4 and p in speller.words) for p in parts) and not (  # not "scotus a"
+            typo and speller.words[typo] > min(speller.words.get(p, 0) for p in parts)):  # "wrothless"
         return _split_at(word, parts)
-    found = speller.lookup(lower, Verbosity.CLOSEST, max_edit_distance=1, transfer_casing=False)
+    if typo:
+        return typo.upper() if word.isupper() else typo.capitalize() if word[0].isupper() else typo
+    return None
+
+
+def _typo_of(lower: str, speller) -> str | None:  # type: ignore[no-untyped-def]
+    """The dictionary word that `lower` is a slip of (`_slip`), or None: the closest word when it is one
+    edit away, a slip, and TYPO_DOMINANCE times as frequent as any other word one edit away ("idoit",
+    "disgustng"); else, in a word of SWAP_MIN_LENGTH letters or more, the word it is two neighbouring
+    letters swapped in, when that is one word or TYPO_DOMINANCE times as frequent as the others
+    ("sohot" is "shoot", though "shot" is a letter away and commoner). A letter left out is read only
+    by the first rule: a word one letter short of a dictionary word is as often a name or slang
+    ("MAGA", "cuck") as a slip. So is a contraction written without its apostrophe ("doesnt" ->
+    "doesn't"; "dont" stays, "don" being near)."""
+    from symspellpy import Verbosity
+
+    found = speller.lookup(lower, Verbosity.ALL, max_edit_distance=1, transfer_casing=False)
+    found.sort(key=lambda s: (s.distance, -s.count))
     if found and (len(found) == 1 or found[0].count >= TYPO_DOMINANCE * found[1].count) \
             and _slip(lower, found[0].term):
-        fixed = found[0].term
-        return fixed.upper() if word.isupper() else fixed.capitalize() if word[0].isupper() else fixed
+        return found[0].term
+    if len(lower) < SWAP_MIN_LENGTH:
+        return None
+    swaps = sorted((s for s in found if _swapped(lower, s.term) and "'" not in s.term), key=lambda s: -s.count)
+    if swaps and (len(swaps) == 1 or swaps[0].count >= TYPO_DOMINANCE * swaps[1].count):
+        return swaps[0].term
     return None
+
+
+def _swapped(written: str, word: str) -> bool:
+    """Whether `written` is `word` with two neighbouring letters swapped."""
+    return len(word) == len(written) and _slip(written, word)
 
 
 def _slip(written: str, word: str) -> bool:
@@ -159,13 +243,24 @@ def _join_spaced(match: re.Match[str]) -> str:
     letters = spelled.split(separator)
     if any(len(part) != 1 for part in letters):  # mixed separators: not one spelled-out word
         return spelled
-    return "".join(letters)
+    joined = "".join(letters)
+    # A word beside the spelled one may be a single letter too: "I h a t e" joins to "Ihate", read as
+    # "I hate" (and a typo in the spelled word as the word it stands for, "s t u i p d" as "stupid").
+    if len(joined) >= 4 and joined.isascii() and joined.isalpha():
+        return _respelled(joined) or joined
+    return joined
 
 
 def _unleet(match: re.Match[str]) -> str:
-    """Leet characters followed by a letter in the token become letters, and then up to two digits
-    after its last letter; otherwise a trailing run of digits or symbols stays ("covid19", "mp3")."""
+    """The token with every leet character read as a letter when that spells a dictionary word of four
+    letters or more ("h473" -> "hate", "Ch1n3$3" -> "Chinese"); otherwise leet characters followed by a
+    letter in the token become letters, and then up to two digits after its last letter, and a trailing
+    run of digits or symbols stays ("covid19", "mp3")."""
     token = match.group(0)
+    whole = "".join(LEET.get(c, c) for c in token)
+    if whole != token and not token.endswith("!") and len(whole) >= 4 and whole.isalpha() \
+            and whole.lower() in _speller().words:  # not "yet!" -> "yeti"
+        return whole  # every leet character read, and that spells a word: "h473", "5h007", "w0r7hl355"
     last_letter = max(i for i, c in enumerate(token) if c.isalpha())
     head, tail = token[:last_letter], token[last_letter:]
     if sum(c.isalpha() for c in token) < 2 or _UNIT.match(token) or not any(c in LEET for c in head):
@@ -200,9 +295,19 @@ def _fold_lookalikes(text: str) -> str:
     if text.isascii():
         return text
     out = []
+    latin_text = None
     for word in re.split(r"(\W+)", text):
-        if word and not word.isascii() and _HAS_LATIN.search(word):
-            word = _folded(word)
+        if word and not word.isascii():
+            if _HAS_LATIN.search(word):
+                word = _folded(word)
+            elif len(word) >= 3 and word.isalpha():
+                if latin_text is None:  # mostly ASCII letters: an English post, not Russian or Greek
+                    letters = [c for c in text if c.isalpha()]
+                    latin_text = sum(c.isascii() for c in letters) > len(letters) / 2
+                if latin_text:
+                    folded = _folded(word)
+                    if folded.isascii() and folded.lower() in _speller().words:
+                        word = folded  # "ԁеаԁ" among English words: "dead"
         out.append(word)
     return "".join(out)
 

@@ -30,6 +30,20 @@ from moderator.deobfuscate import classifier_input
     ("You are a stpuid idoit.", "You are a stupid idiot."), ("I will klil you", "I will kill you"),
     ("FITLHY", "FILTHY"), ("youidiot", "you idiot"), ("Muslims arefilthyparasites.", "Muslims are filthy parasites."),
     ("Ihate them", "I hate them"), ("You are aloser.", "You are a loser."),
+    # a slip of one word though a commoner word is a changed letter away ("such"), or a glued reading
+    # holds a rare word ("wroth")
+    ("I will sohot you", "I will shoot you"), ("They are wrothless.", "They are worthless."),
+    # a single letter beside a spelled-out word joins it; the joined word reads like any other
+    ("I h a t e women.", "I hate women."), ("You are a s t u p i d man.", "You are a stupid man."),
+    ("s t u i p d", "stupid"),
+    # a slip of two words, read by the word before it
+    ("I haet women.", "I hate women."), ("the haet is on", "the heat is on"),
+    # leet words with one letter or a long tail of digits, read whole when that spells a word
+    ("I h473 Ch1n3$3 people.", "I hate Chinese people."), ("going to 5h007 you", "going to shoot you"),
+    ("so w0r7hl355", "so worthless"),
+    # short function words glued on; a word wholly in look-alike letters among English words
+    ("Old people are toostupid.", "Old people are too stupid."), ("Allstraight men", "All straight men"),
+    ("you are \u0501\u0435\u0430\u0501.", "you are dead."),
 ])
 def test_obfuscated_words_read_as_plain_words(written, read):
     assert classifier_input(written) == read
@@ -40,8 +54,12 @@ def test_obfuscated_words_read_as_plain_words(written, read):
     "e-mail me at x@y.com or www.g00gle.com", "Привет мир, καλημέρα", "I am a Muslim.", "Web3 and x86 and 3D printers",
     "A normal sentence, with commas - and dashes.", "Café déjà vu, naïve façade", "Straße und Übermaß",
     "They aren't here and she couldn't come.", "MAGAphants and Trudeau", "I am nonbinary.", "Antifa marched.",
-    "He is daed.",  # a typo of "dead" or of "died": left as written
+    "He is daed. Women are sucm.",  # four letters swapped: as often slang ("imma", "isnt") as a slip
+    "cuck and MAGA and tranny",  # one letter short of "chuck", "MANGA", "tyranny": not read as slips
+    "i dont think theyre here",  # contractions without their apostrophe: as written
     "Arabs are d*sgusting.",  # masked letters are not typos
+    "\u041e\u043d \u0441\u043a\u0430\u0437\u0430\u043b \u0441\u043e\u0440",  # Russian ("сор" looks like "cop")
+    "Model A380 and F150 trucks, room 101",
 ])
 def test_ordinary_text_is_left_alone(text):
     assert classifier_input(text) == text
