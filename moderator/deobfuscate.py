@@ -124,7 +124,8 @@ _WORD_BEFORE = re.compile(r"([A-Za-z]+)[ \t]+$")
 def _respell(match: re.Match[str]) -> str:
     word = match.group(0)
     fixed = _respelled(word)
-    if fixed is None:  # a slip of two words ("haet": "hate" or "heat"): the word before may tell
+    if fixed is None and word.lower() not in _speller().words and len(_swaps(word.lower())) >= 2:
+        # "haet": "hate" or "heat"; the word before may tell
         before = _WORD_BEFORE.search(match.string[max(0, match.start() - 40):match.start()])
         if before:
             fixed = _typo_after(word, before.group(1).lower())
@@ -149,14 +150,9 @@ def _typo_after(word: str, before: str) -> str | None:
     """The word that `word`, unknown and several words with two letters swapped, stands for after `before`:
     the one that follows `before` TYPO_DOMINANCE times as often as any other in English text ("I haet"
     -> "I hate": "i hate" is common, "i heat" is not; "the haet" -> "the heat"); else None."""
-    speller, lower = _speller(), word.lower()
-    if lower in speller.words or lower in KEEP:
-        return None
-    from symspellpy import Verbosity
-
-    found = [s.term for s in speller.lookup(lower, Verbosity.ALL, max_edit_distance=1, transfer_casing=False)
-             if _swapped(lower, s.term) and "'" not in s.term]
-    if len(found) < 2:
+    lower = word.lower()
+    found = _swaps(lower)
+    if lower in _speller().words or lower in KEEP or len(found) < 2:  # dictionary words are never changed
         return None
     follows = sorted(((_bigrams().get(f"{before} {term}", 0), term) for term in found), reverse=True)
     if follows[0][0] > 0 and follows[0][0] >= TYPO_DOMINANCE * follows[1][0]:
@@ -175,8 +171,8 @@ def _respelled(word: str) -> str | None:
     # unless a typo reading is commoner than the rarest of the glued words ("wrothless" is "worthless",
     # not "wroth less"). Words of four letters or more, and short ones only from GLUE_WORDS: "rag head",
     # "as swipe" and "i do it" ("idoit": a typo of "idiot") are not read into a word.
-    typo = _typo_of(lower, speller)
     parts = speller.word_segmentation(lower, max_edit_distance=0).corrected_string.split()
+    typo = _typo_of(lower, speller)
     if len(parts) >= 2 and "".join(parts) == lower and len(parts[-1]) > 1 and all(
             p in GLUE_WORDS or (len(p) >= 4 and p in speller.words) for p in parts) and not (  # not "scotus a"
             typo and speller.words[typo] > min(speller.words.get(p, 0) for p in parts)):  # "wrothless"
@@ -184,6 +180,22 @@ def _respelled(word: str) -> str | None:
     if typo:
         return typo.upper() if word.isupper() else typo.capitalize() if word[0].isupper() else typo
     return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _near(lower: str) -> tuple[tuple[str, int], ...]:
+    """The dictionary words one edit away from `lower` (Damerau: a swap of neighbours counts one), with
+    their counts, the most frequent first."""
+    from symspellpy import Verbosity
+
+    found = _speller().lookup(lower, Verbosity.ALL, max_edit_distance=1, transfer_casing=False)
+    return tuple((s.term, s.count) for s in sorted(found, key=lambda s: (s.distance, -s.count)) if s.distance == 1)
+
+
+@functools.lru_cache(maxsize=65536)
+def _swaps(lower: str) -> tuple[str, ...]:
+    """The words `lower` is two neighbouring letters swapped in (no contractions), the most frequent first."""
+    return tuple(term for term, _ in _near(lower) if _swapped(lower, term) and "'" not in term)
 
 
 def _typo_of(lower: str, speller) -> str | None:  # type: ignore[no-untyped-def]
@@ -195,18 +207,12 @@ def _typo_of(lower: str, speller) -> str | None:  # type: ignore[no-untyped-def]
     by the first rule: a word one letter short of a dictionary word is as often a name or slang
     ("MAGA", "cuck") as a slip. So is a contraction written without its apostrophe ("doesnt" ->
     "doesn't"; "dont" stays, "don" being near)."""
-    from symspellpy import Verbosity
-
-    found = speller.lookup(lower, Verbosity.ALL, max_edit_distance=1, transfer_casing=False)
-    found.sort(key=lambda s: (s.distance, -s.count))
-    if found and (len(found) == 1 or found[0].count >= TYPO_DOMINANCE * found[1].count) \
-            and _slip(lower, found[0].term):
-        return found[0].term
-    if len(lower) < SWAP_MIN_LENGTH:
-        return None
-    swaps = sorted((s for s in found if _swapped(lower, s.term) and "'" not in s.term), key=lambda s: -s.count)
-    if swaps and (len(swaps) == 1 or swaps[0].count >= TYPO_DOMINANCE * swaps[1].count):
-        return swaps[0].term
+    found = _near(lower)
+    if found and (len(found) == 1 or found[0][1] >= TYPO_DOMINANCE * found[1][1]) and _slip(lower, found[0][0]):
+        return found[0][0]
+    swaps = _swaps(lower) if len(lower) >= SWAP_MIN_LENGTH else ()
+    if swaps and (len(swaps) == 1 or speller.words[swaps[0]] >= TYPO_DOMINANCE * speller.words[swaps[1]]):
+        return swaps[0]
     return None
 
 

@@ -56,6 +56,7 @@ def test_obfuscated_words_read_as_plain_words(written, read):
     "They aren't here and she couldn't come.", "MAGAphants and Trudeau", "I am nonbinary.", "Antifa marched.",
     "He is daed. Women are sucm.",  # four letters swapped: as often slang ("imma", "isnt") as a slip
     "cuck and MAGA and tranny",  # one letter short of "chuck", "MANGA", "tyranny": not read as slips
+    "the form is on",  # a dictionary word, though a swap of "from"
     "i dont think theyre here",  # contractions without their apostrophe: as written
     "Arabs are d*sgusting.",  # masked letters are not typos
     "\u041e\u043d \u0441\u043a\u0430\u0437\u0430\u043b \u0441\u043e\u0440",  # Russian ("сор" looks like "cop")
