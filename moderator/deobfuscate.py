@@ -67,8 +67,9 @@ _HAS_LATIN = re.compile(r"[A-Za-z]")
 
 
 # What `normalize` reads as words, for the model cards (a classifier records the steps it was trained with).
-READS = ("spaced-out letters, leetspeak, look-alike letters of other scripts, words glued together and "
-         "unmistakable typos")
+READS = ("spaced-out letters (beside a single letter too), leetspeak (words read whole), look-alike letters of "
+         "other scripts (words wholly in them too), words glued together and unmistakable typos (two letters "
+         "swapped in longer words, read by the word before when ambiguous)")
 # A word of ASCII letters as written: not part of a contraction ("aren't"), a masked word ("d*sgusting"),
 # leetspeak ("p@r4si735"), an identifier or a word with other letters ("Straße").
 _LONG_WORD = re.compile(r"(?<![\w'\u2019*@$])[A-Za-z]{4,}(?![\w'\u2019*@$])")
