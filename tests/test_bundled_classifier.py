@@ -172,3 +172,17 @@ def test_look_alike_letters_do_not_hide_an_insult(classifier):
                  "You are a stu\u200bpid id\u200biot."]
     scores = classifier.toxicity(classifier.predict([plain, *disguised]))
     assert all(abs(float(s) - float(scores[0])) < 0.05 for s in scores[1:]), scores
+
+
+def test_hate_spelled_to_dodge_a_filter_is_flagged_like_the_plain_words(classifier):
+    """The obfuscations moderator.deobfuscate learned to read on 2026-12-07 reach the shipped model as the
+    words they spell: each disguised post is flagged as its plain version is, through the product's path."""
+    from moderator import records
+
+    plain = "I hate Chinese people."
+    disguised = ["I h a t e Chinese people.", "I h473 Ch1n3$3 people.", "I haet Chinese people.",
+                 "I \u04bb\u0430\u0442\u0435 Chinese people."]  # "hate" wholly in Cyrillic look-alikes
+    batch = pa.RecordBatch.from_pydict({records.TEXT: [plain, *disguised]})
+    scored = classifier(batch).column(records.TOXICITY).to_pylist()
+    assert scored[0] >= 0.5, scored
+    assert all(abs(s - scored[0]) < 0.05 for s in scored[1:]), scored
