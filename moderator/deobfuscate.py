@@ -77,6 +77,16 @@ _LONG_WORD = re.compile(r"(?<![\w'\u2019*@$])[A-Za-z]{4,}(?![\w'\u2019*@$])")
 # ("nonbinary", "incels", "antifa") that would otherwise be split or respelled ("non binary", "inc els").
 KEEP = frozenset({"nonbinary", "cisgender", "genderqueer", "pansexual", "lgbt", "lgbtq", "lgbtqia", "incel", "incels",
                   "feminazi", "feminazis", "antifa"})
+# Common English insults and slurs that symspellpy's dictionary (built from general text) lacks, added to it
+# as frequent as "idiot", so that their typos ("dmubass", "ashole") and glued forms ("youasshole") read as
+# the words, and the words themselves are never respelled ("cuck" is not "chuck").
+ABUSE_WORDS = ("dumbass", "dumbasses", "asshole", "assholes", "dipshit", "dipshits", "douchebag", "douchebags",
+               "libtard", "libtards", "retards", "tranny", "trannies", "wetback", "wetbacks", "raghead", "ragheads",
+               "towelhead", "towelheads", "cuck", "cucks", "feminazi", "feminazis", "dotard", "numbnuts", "halfwit",
+               "halfwits", "shithead", "shitheads", "dickhead", "dickheads", "scumbag", "scumbags", "jackass",
+               "motherfucker", "motherfuckers", "bullshit", "dumbfuck", "fuckwit", "fuckface", "shitbag", "twat",
+               "twats", "wanker", "wankers", "cunt", "cunts", "faggot", "faggots", "dyke", "dykes", "kike", "kikes",
+               "chink", "chinks", "spic", "spics", "nigger", "niggers", "whore", "whores", "slut", "sluts")
 # The shortest word read as two neighbouring letters swapped when another word is one edit away: of the
 # four-letter ones in the dev split most are slang or abbreviations ("isnt" -> "inst", "imma" -> "imam").
 SWAP_MIN_LENGTH = 5
@@ -116,6 +126,10 @@ def _speller():  # type: ignore[no-untyped-def]
     dictionary = importlib.resources.files("symspellpy") / "frequency_dictionary_en_82_765.txt"
     with importlib.resources.as_file(dictionary) as path:
         speller.load_dictionary(str(path), term_index=0, count_index=1)
+    count = speller.words["idiot"]
+    for word in ABUSE_WORDS:  # as common as "idiot": their typos and glued forms read as they do
+        if word not in speller.words:
+            speller.create_dictionary_entry(word, count)
     return speller
 
 
