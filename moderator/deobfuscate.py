@@ -42,7 +42,7 @@ original):
   "heat"), the one that follows the word before it five times as often in English text (symspellpy's
   bigram counts: "I haet" -> "I hate", "the haet" -> "the heat"). A letter left out is read only when
   no other word is near: a word one letter short of a dictionary word is as often a name or slang
-  ("MAGA", "cuck") as a slip. A typo reading commoner than the rarest word of a glued reading wins
+  ("MAGA", "beaner") as a slip. A typo reading commoner than the rarest word of a glued reading wins
   ("wrothless" -> "worthless", not "wroth less").
   Dictionary words are never changed, and neither are the words for people and groups that it lacks
   (KEEP: "nonbinary", "incels"); an unknown name may be read as a near word ("Rthur" -> "Arthur"), which only the
@@ -220,7 +220,7 @@ def _typo_of(lower: str, speller) -> str | None:  # type: ignore[no-untyped-def]
     letters swapped in, when that is one word or TYPO_DOMINANCE times as frequent as the others
     ("sohot" is "shoot", though "shot" is a letter away and commoner). A letter left out is read only
     by the first rule: a word one letter short of a dictionary word is as often a name or slang
-    ("MAGA", "cuck") as a slip. So is a contraction written without its apostrophe ("doesnt" ->
+    ("MAGA", "beaner") as a slip. So is a contraction written without its apostrophe ("doesnt" ->
     "doesn't"; "dont" stays, "don" being near)."""
     found = _near(lower)
     if found and (len(found) == 1 or found[0][1] >= TYPO_DOMINANCE * found[1][1]) and _slip(lower, found[0][0]):

@@ -36,6 +36,8 @@ from moderator.deobfuscate import classifier_input
     # a single letter beside a spelled-out word joins it; the joined word reads like any other
     ("I h a t e women.", "I hate women."), ("You are a s t u p i d man.", "You are a stupid man."),
     ("s t u i p d", "stupid"),
+    # insults the dictionary lacks are added to it: their typos and glued forms read as them
+    ("ur such a dmubass lol", "ur such a dumbass lol"), ("youasshole", "you asshole"), ("an ashole", "an asshole"),
     # a slip of two words, read by the word before it
     ("I haet women.", "I hate women."), ("the haet is on", "the heat is on"),
     # leet words with one letter or a long tail of digits, read whole when that spells a word
@@ -55,7 +57,7 @@ def test_obfuscated_words_read_as_plain_words(written, read):
     "A normal sentence, with commas - and dashes.", "Café déjà vu, naïve façade", "Straße und Übermaß",
     "They aren't here and she couldn't come.", "MAGAphants and Trudeau", "I am nonbinary.", "Antifa marched.",
     "He is daed. Women are sucm.",  # four letters swapped: as often slang ("imma", "isnt") as a slip
-    "cuck and MAGA and tranny",  # one letter short of "chuck", "MANGA", "tyranny": not read as slips
+    "MAGA, beaner and wigger", "cuck and libtard",  # one letter short of "MANGA", "beanery", "wiggler": not read as slips
     "the form is on",  # a dictionary word, though a swap of "from"
     "i dont think theyre here",  # contractions without their apostrophe: as written
     "Arabs are d*sgusting.",  # masked letters are not typos
