@@ -8,7 +8,9 @@ peak RSS is its own:
 
 - naive:      transformers `pipeline("text-classification")` called once per post (same model, fp32)
 - step-fp32:  moderator's Classifier step (length-sorted batches, dynamic padding), float32
-- step-bf16:  the same in bfloat16 (scores compared with float32)
+- step-bf16:  the same in bfloat16 (scores compared with float32); with the model folder's blend.json,
+              the n-gram model's pass included (moderator/blend.py)
+- step-bf16-alone: the same with `blend = off`, the transformer alone (asked for by --modes)
 - cascade:    the cascade's first stage, then the bf16 step on what it does not clear
 
 It also measures this CPU's matrix-multiply rate (fp32 and bf16, at the model's shapes), counts the
@@ -93,8 +95,9 @@ def run_mode(mode: str, posts_file: Path, model: str, naive_limit: int) -> dict:
                   for p in subset]
         seconds = time.perf_counter() - start
         return {"mode": mode, "posts": len(subset), "seconds": seconds, "scores": scores}
-    dtype = "bfloat16" if mode in ("step-bf16", "cascade") else "float32"
-    clf = Classifier(ClassifierConfig(model=model, dtype=dtype, batch_size=64), RuntimeConfig())
+    dtype = "bfloat16" if mode in ("step-bf16", "step-bf16-alone", "cascade") else "float32"
+    blend = "off" if mode == "step-bf16-alone" else "auto"
+    clf = Classifier(ClassifierConfig(model=model, dtype=dtype, batch_size=64, blend=blend), RuntimeConfig())
     clf.predict(posts[:64])  # warm-up
     start = time.perf_counter()
     if mode == "cascade":

@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from moderator import deobfuscate, models, records, sentences
+from moderator.blend import Blend, blend_input
 from moderator.calibration import Calibration
 from moderator.batching import padded_batches
 from moderator.config import ClassifierConfig, RuntimeConfig
@@ -90,6 +91,7 @@ class Classifier:
                 raise ModelError(f"classifier {self.model_ref.ref!r}: calibration needs a multi-label model or a "
                                  f"two-label softmax one (labels: {self.labels})")
             self._calibration = tuple(torch.tensor(v, device=self.device) for v in self.calibration.vectors(self.labels))
+        self.blend, self._ngram = self._load_blend(path) if config.blend != "off" else (None, None)
         self.max_length = min(config.max_length, self.tokenizer.model_max_length or config.max_length)
         self._torch = torch
         # One caller at a time: the local executor scores in one thread and verifies rewrites (which
@@ -100,6 +102,23 @@ class Classifier:
             self.model_ref.ref, self.labels, [self.labels[i] for i in self.toxic_index],
             "multi-label" if self.multi_label else "single-label", self.device,
         )
+
+    def _load_blend(self, path: Path):  # -> (Blend, cascade.Prefilter) or (None, None)
+        """The folder's blend.json (moderator.blend) and the n-gram model it blends with (the cascade's
+        first stage, whose files it needs), or (None, None) when the folder has no blend."""
+        from moderator.cascade import Prefilter
+
+        blend = Blend.load(path)
+        if blend is None:
+            return None, None
+        source = f"classifier {self.model_ref.ref!r}"
+        if not Prefilter.present(path):
+            raise ModelError(f"{source}: blend.json needs the cascade's n-gram model (cascade.json, cascade.npz) "
+                             "beside it; set [classifier] blend = off to read the transformer alone")
+        if blend.label not in self.labels or not self.multi_label:
+            raise ModelError(f"{source}: blend.json blends label {blend.label!r}, which needs a multi-label model "
+                             f"with that label (labels: {self.labels})")
+        return blend, Prefilter(path)
 
     def _load(self, path: Path):  # -> (model, tokenizer folder)
         from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -158,12 +177,21 @@ class Classifier:
         """Every text is read to its end: one longer than the window is cut into overlapping windows
         (the tokenizer's overflow, a quarter of the window shared), and its probabilities are those of
         its most toxic window. `full`: the text did not fit one window."""
-        torch = self._torch
         # NFKC: full-width, mathematical and other compatibility letters read as the letters they
         # show ("ｉｄｉｏｔ", "𝐢𝐝𝐢𝐨𝐭" -> "idiot"); then spaced-out letters, leetspeak and look-alike
         # letters of other scripts read as the words they spell (moderator.deobfuscate).
-        texts = [deobfuscate.classifier_input(t) if self.config.deobfuscate else unicodedata.normalize("NFKC", t)
-                 for t in texts]
+        read = [deobfuscate.classifier_input(t) if self.config.deobfuscate else unicodedata.normalize("NFKC", t)
+                for t in texts]
+        probs, full = self._predict_model(read)
+        if self.blend is not None:  # the toxicity averaged in log-odds with the n-gram model's (moderator.blend),
+            toxicity = self._model_toxicity(probs)  # which reads the texts as written (NFKC), as it was trained
+            ngram = self._ngram.probability(blend_input(texts))
+            probs[:, self.labels.index(self.blend.label)] = self.blend.apply(toxicity, ngram)
+        return probs, full
+
+    def _predict_model(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The transformer's probabilities of texts already read (`_predict`), window by window."""
+        torch = self._torch
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=False,
                                  return_overflowing_tokens=True, stride=self.max_length // 4)
         owner = encoded.pop("overflow_to_sample_mapping", None)  # window -> text (fast tokenizers)
@@ -181,7 +209,7 @@ class Classifier:
         if len(owner) == len(texts):  # nothing overflowed: windows are the texts
             full = np.array([len(ids) >= self.max_length for ids in encoded["input_ids"]], dtype=bool)
             return window_probs, full
-        toxicity = self.toxicity(window_probs)
+        toxicity = self._model_toxicity(window_probs)
         probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         best = np.full(len(texts), -1.0)
         for w, t in enumerate(owner):
@@ -206,6 +234,13 @@ class Classifier:
         return torch.stack([1 - p, p] if toxic == 1 else [p, 1 - p], dim=-1)
 
     def toxicity(self, probs: np.ndarray) -> np.ndarray:
+        """Each text's toxicity: with a blend, its label's (blended) score; else the highest of the toxic labels'
+        probabilities (or, for a softmax model, their sum)."""
+        if self.blend is not None:
+            return probs[:, self.labels.index(self.blend.label)].clip(0.0, 1.0)
+        return self._model_toxicity(probs)
+
+    def _model_toxicity(self, probs: np.ndarray) -> np.ndarray:
         toxic = probs[:, self.toxic_index]
         return (toxic.max(axis=1) if self.multi_label else toxic.sum(axis=1)).clip(0.0, 1.0)
 

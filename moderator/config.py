@@ -149,6 +149,10 @@ class ClassifierConfig:
     calibrate: bool = _help(
         "apply the calibration.json the model folder ships (probabilities fitted to mean what they say at a "
         "forum's share of toxic posts, see moderator/calibration.py); false: the model's raw probabilities", True)
+    blend: str = _help(
+        "auto: when the model folder ships blend.json, its toxic score is averaged in log-odds with the "
+        "cascade's n-gram model and recalibrated (moderator/blend.py; the bundled classifier ranks real posts "
+        "better so: see its model card); off: the transformer alone", "auto")
     batch_size: int = _help("posts per forward pass (posts are sorted by length first)", 64)
     max_batch_tokens: int = _help(
         "padded tokens per forward pass (posts times the longest one): batches of long posts get fewer "
@@ -170,6 +174,7 @@ class ClassifierConfig:
                         max_batch_tokens=self.max_batch_tokens)
         _check_choice("classifier", "dtype", self.dtype, DTYPES)
         _check_choice("classifier", "cascade", self.cascade, CASCADE)
+        _check_choice("classifier", "blend", self.blend, ("auto", "off"))
         object.__setattr__(self, "toxic_labels", tuple(self.toxic_labels))
 
 

@@ -176,6 +176,44 @@ def calibrate(model, data, prior, threads) -> None:
         click.echo(f"  {source}: ECE {m['ece_raw']:.4f} -> {m['ece']:.4f} (n {m['n']})")
 
 
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@data_option
+@click.option("--prior", type=float, default=0.2, show_default=True,
+              help="Share of toxic posts the blended probability is calibrated for (as `calibrate`).")
+@click.option("--weights", default="1.0,0.9,0.8,0.7,0.6,0.5", show_default=True,
+              help="Comma-separated weights of the classifier's log-odds to try (the rest is the n-gram model's).")
+@threads_option
+def blend(model, data, prior, weights, threads) -> None:
+    """Blend a calibrated classifier's toxic score with its cascade's n-gram model (moderator/blend.py).
+
+    Picks the weight that ranks the dev sources best on average without lowering any source's ROC-AUC
+    below the classifier's alone, fits the blended probability at PRIOR, and writes blend.json into
+    MODEL (none when no weight qualifies).
+
+    \b
+    Example:
+      python -m train blend runs/classifier-lora
+    """
+    _setup(threads)
+    from train import blend as blender
+
+    try:
+        grid = tuple(float(w) for w in weights.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{weights!r} is not a comma-separated list of numbers", param_hint="--weights")
+    if any(not 0.0 <= w <= 1.0 for w in grid):
+        raise click.BadParameter("weights lie in [0, 1]", param_hint="--weights")
+    result = blender.fit(model, data, prior, grid, command=f"python -m train blend {model} --prior {prior}")
+    if result is None:
+        click.echo("no blend: no weight ranks every dev source at least as well as the classifier alone", err=True)
+        return
+    click.echo(f"weight {result.weight:.2f}, scale {result.scale:.3f}, bias {result.bias:+.3f}, "
+               f"ECE {result.meta['ece']:.4f} at prior {prior}")
+    for w, aucs in result.meta["roc_auc"].items():
+        click.echo(f"  weight {w}: " + ", ".join(f"{s} {a:.4f}" for s, a in aucs.items()))
+
+
 @cli.command("bundle-classifier")
 @click.argument("model", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--compare", multiple=True, help="NAME=PATH of another classifier to evaluate beside it (repeatable).")

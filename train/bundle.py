@@ -18,7 +18,7 @@ from train.loop import described_command
 
 BUNDLED = Path(models.__file__).parent / "bundled"
 CLASSIFIER_FILES = ("adapter_config.json", "adapter_model.safetensors", "config.json", "calibration.json",
-                    "calibration.png", "cascade.json", "cascade.npz", "train_stats.json")
+                    "calibration.png", "cascade.json", "cascade.npz", "blend.json", "train_stats.json")
 
 
 def _copy(src: Path, dest: Path, names: tuple[str, ...]) -> None:
@@ -69,7 +69,8 @@ def _classifier_card_from(folder: Path) -> str:
     metrics = stored("metrics.json") or {}
     toxicity_labels = (stored("config.json") or {}).get("toxicity_labels", ["toxic"])
     return classifier_card.render(stored("train_stats.json") or {}, metrics["evaluation"], stored("calibration.json"),
-                                  stored("cascade.json"), metrics.get("robustness"), _size_mb(folder), toxicity_labels)
+                                  stored("cascade.json"), metrics.get("robustness"), _size_mb(folder), toxicity_labels,
+                                  stored("blend.json"))
 
 
 def _rewriter_card_from(folder: Path) -> str:

@@ -188,8 +188,32 @@ every dev source. **Met: {'yes' if cascade['meets_target'] else 'no'}** (so `[cl
 {rows}"""
 
 
+def _blend_section(blend: dict | None) -> str:
+    if not blend:
+        return "## Blend\n\nNone: the toxicity is the transformer's alone."
+    aucs = blend.get("roc_auc", {})
+    sources = list(next(iter(aucs.values()), {}))
+    rows = "\n".join(f"| {w} | " + " | ".join(f"{aucs[w].get(s, float('nan')):.4f}" for s in sources)
+                     + f" | {sum(aucs[w].values()) / max(len(aucs[w]), 1):.4f} |" for w in aucs)
+    return f"""## Blend
+
+The transformer's toxicity (the highest of its toxicity labels' calibrated probabilities) is averaged
+in log-odds with the cascade's n-gram model (below; it reads the post as written) and recalibrated; the
+result is the post's toxicity, reported as the `{blend['label']}` score (`moderator/blend.py`; `[classifier]
+blend = "off"` reads the transformer alone): toxicity = sigmoid({blend['scale']:.3f} x ({blend['weight']} x
+logit(transformer) + {1 - blend['weight']:.2f} x logit(n-gram)) {blend['bias']:+.3f}), fitted on the {blend.get('fitted_on', 'dev split')},
+with toxic posts weighted to {blend.get('prior', 0.2):.0%} (ECE {blend.get('ece', float('nan')):.4f}). The weight is the one with
+the highest mean dev ROC-AUC over the sources among those that lower no source's below the
+transformer's alone (weight 1.0). The categories stay the transformer's. The evaluation and robustness
+numbers below are the blended toxicity's. Command: `{blend.get('command') or 'python -m train blend DIR'}`.
+
+| weight | {' | '.join(sources)} | mean |
+|---:|{'---:|' * (len(sources) + 1)}
+{rows}"""
+
+
 def render(stats: dict, table: dict, calibration: dict | None, cascade: dict | None, robustness: dict | None,
-           size_mb: float, toxicity_labels: list[str] | None = None) -> str:
+           size_mb: float, toxicity_labels: list[str] | None = None, blend: dict | None = None) -> str:
     toxicity = ", ".join(f"`{x}`" for x in toxicity_labels or ["toxic"])
     s = stats["stats"]
     method = {"lora": "LoRA", "full": "full"}[stats["method"]]
@@ -218,6 +242,8 @@ linear warm-up and decay, length-bucketed batches. {s['steps']} steps in {s['sec
 threads; peak RSS {s['peak_rss_mb']:.0f} MB.
 
 {_calibration_section(calibration)}
+
+{_blend_section(blend)}
 
 {_evaluation_section(table)}
 
