@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from moderator.calibration import read_model_file
 from moderator.errors import ModelError
 
 FILE = "blend.json"
@@ -63,12 +64,10 @@ class Blend:
     def load(cls, folder: Path) -> Blend | None:
         """The blend in a model folder, or None when it has none."""
         path = Path(folder) / FILE
-        if not path.is_file():
-            return None
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if raw.get("format") != FORMAT:
-                raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT!r}")
+            raw = read_model_file(path, FORMAT)
+            if raw is None:
+                return None
             blend = cls(str(raw["label"]), float(raw["weight"]), float(raw["scale"]), float(raw["bias"]),
                         {k: v for k, v in raw.items() if k not in ("format", "label", "weight", "scale", "bias")})
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -32,6 +32,18 @@ FILE = "calibration.json"
 FORMAT = "moderator-calibration/1"
 
 
+def read_model_file(path: Path, file_format: str) -> dict | None:
+    """The JSON object a model folder's file holds, checked to be of `file_format`; None when there is no
+    such file. Raises ValueError (or OSError) for the caller to turn into one clear error."""
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or raw.get("format") != file_format:
+        raise ValueError(f"format is {raw.get('format') if isinstance(raw, dict) else None!r}, "
+                         f"expected {file_format!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Calibration:
     scale: dict[str, float]
@@ -42,12 +54,10 @@ class Calibration:
     def load(cls, folder: Path) -> Calibration | None:
         """The calibration in a model folder, or None when it has none."""
         path = Path(folder) / FILE
-        if not path.is_file():
-            return None
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            if raw.get("format") != FORMAT:
-                raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT!r}")
+            raw = read_model_file(path, FORMAT)
+            if raw is None:
+                return None
             scale = {label: float(v["scale"]) for label, v in raw["labels"].items()}
             bias = {label: float(v["bias"]) for label, v in raw["labels"].items()}
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
