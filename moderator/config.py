@@ -150,7 +150,7 @@ class ClassifierConfig:
         "apply the calibration.json the model folder ships (probabilities fitted to mean what they say at a "
         "forum's share of toxic posts, see moderator/calibration.py); false: the model's raw probabilities", True)
     blend: str = _help(
-        "auto: when the model folder ships blend.json, its toxic score is averaged in log-odds with the "
+        "auto: when the model folder ships blend.json, its toxicity is averaged in log-odds with the "
         "cascade's n-gram model and recalibrated (moderator/blend.py; the bundled classifier ranks real posts "
         "better so: see its model card); off: the transformer alone", "auto")
     batch_size: int = _help("posts per forward pass (posts are sorted by length first)", 64)

@@ -185,7 +185,7 @@ def calibrate(model, data, prior, threads) -> None:
               help="Comma-separated weights of the classifier's log-odds to try (the rest is the n-gram model's).")
 @threads_option
 def blend(model, data, prior, weights, threads) -> None:
-    """Blend a calibrated classifier's toxic score with its cascade's n-gram model (moderator/blend.py).
+    """Blend a calibrated classifier's toxicity with its cascade's n-gram model (moderator/blend.py).
 
     Picks the weight that ranks the dev sources best on average without lowering any source's ROC-AUC
     below the classifier's alone, fits the blended probability at PRIOR, and writes blend.json into
