@@ -15,7 +15,8 @@ from moderator.cascade import Prefilter
 from moderator.classify import Classifier
 from moderator.config import ClassifierConfig, RuntimeConfig
 from moderator.errors import ConfigError, ModelError
-from train.blend import choose
+from train.blend import choose, fit
+from train.classifier_data import Example
 
 BUNDLED = Path(__file__).resolve().parents[1] / "moderator" / "bundled" / "classifier"
 TEXTS = ["you are a pathetic idiot", "the meeting is moved to thursday", "shut up, l0ser", "thanks for the help",
@@ -103,3 +104,22 @@ def test_the_shipped_blend_loads_offline_and_reads_obvious_posts_right():
     assert classifier.blend is not None and 0 < classifier.blend.weight < 1
     toxicity = classifier.toxicity(classifier.predict(["you are a pathetic idiot", "thanks for the help"]))
     assert toxicity[0] >= 0.5 > toxicity[1]
+
+
+def test_fitting_keeps_a_blend_only_when_no_source_ranks_worse(blended):
+    """`python -m train blend` on a tiny model and made-up dev posts: the blend it writes loads, and its
+    weight ranks every source at least as well as the classifier alone."""
+    (blended / FILE).unlink()
+    posts = [("you are a pathetic idiot", 1), ("shut up, loser", 1), ("what a worthless opinion", 1),
+             ("go away, moron", 1), ("thanks for the help", 0), ("the meeting is moved to thursday", 0),
+             ("i think the second option is better", 0), ("see you at the game tonight", 0)]
+    examples = [Example(text, (toxic, -1, -1, -1, -1, -1), source, "dev")
+                for source in ("a", "b") for text, toxic in posts]
+    result = fit(blended, "unused", examples=examples, weights=(0.5, 0.8))
+    # The untrained tiny transformer ranks these posts badly and the bundled n-gram model well: a blend is
+    # kept, at the higher of the two weights that rank as well (ties go to the transformer).
+    assert result is not None and result.weight == 0.8
+    loaded = Blend.load(blended)
+    assert loaded is not None and loaded.weight == result.weight and 0.5 <= loaded.weight < 1.0
+    aucs = result.meta["roc_auc"]
+    assert all(aucs[str(result.weight)][s] >= aucs["1.0"][s] for s in aucs["1.0"])

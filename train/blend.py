@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moderator.blend import Blend, blend_input, logit
+from moderator.blend import FILE, Blend, blend_input, logit
 from moderator.calibration import expected_calibration_error, fit_platt
 from train import classifier_data
 from train.calibrate import PRIOR, dev_examples, prior_weights
@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 WEIGHTS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 
 
-def scores(model_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The classifier's calibrated toxic probability (blend off), the highest of its other toxicity labels'
-    (threat, identity attack: 0 when it has none), and the n-gram model's, per text."""
+def scores(model_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's toxicity (calibrated, blend off: the highest of its toxicity labels' probabilities)
+    and the n-gram model's probability, per text."""
     from moderator.cascade import Prefilter
     from moderator.classify import Classifier
     from moderator.config import ClassifierConfig, RuntimeConfig
@@ -47,12 +47,8 @@ def scores(model_dir: Path, texts: list[str]) -> tuple[np.ndarray, np.ndarray, n
                             RuntimeConfig())
     if "toxic" not in classifier.labels or not classifier.multi_label:
         raise SystemExit(f"{model_dir}: the blend needs a multi-label model with a `toxic` label")
-    probs = classifier.predict(texts)
-    toxic = classifier.labels.index("toxic")
-    others = [i for i in classifier.toxic_index if i != toxic]
-    rest = probs[:, others].max(axis=1) if others else np.zeros(len(texts), dtype=np.float32)
     ngram = Prefilter(model_dir).probability(blend_input(texts))  # as written, as the product reads them
-    return probs[:, toxic], rest, ngram
+    return classifier.toxicity(classifier.predict(texts)), ngram
 
 
 def per_source_auc(z: np.ndarray, toxic: np.ndarray, sources: np.ndarray) -> dict[str, float]:
@@ -81,8 +77,7 @@ def fit(model_dir: Path, data_dir: str, prior: float = PRIOR, weights: tuple[flo
     texts = [e.text for e in dev]
     toxic = np.array([e.toxic == 1 for e in dev])
     sources = np.array([e.source for e in dev])
-    model, rest, ngram = scores(model_dir, texts)
-    toxicity = np.maximum(model, rest)  # the product's toxicity without the blend
+    toxicity, ngram = scores(model_dir, texts)
     weights = tuple(sorted(set(weights) | {1.0}, reverse=True))
     table = {w: per_source_auc(w * logit(toxicity) + (1 - w) * logit(ngram), toxic, sources) for w in weights}
     for w, aucs in table.items():
@@ -90,7 +85,7 @@ def fit(model_dir: Path, data_dir: str, prior: float = PRIOR, weights: tuple[flo
     weight = choose(table)
     if weight == 1.0:
         log.info("no weight ranks every source at least as well as the classifier alone: no blend")
-        (model_dir / "blend.json").unlink(missing_ok=True)
+        (model_dir / FILE).unlink(missing_ok=True)
         return None
     z = weight * logit(toxicity) + (1 - weight) * logit(ngram)
     w = prior_weights(toxic, prior)
@@ -101,7 +96,7 @@ def fit(model_dir: Path, data_dir: str, prior: float = PRIOR, weights: tuple[flo
         "fitted_on": f"dev split of the training mix (train/classifier_data.py), {len(dev)} texts of known "
                      "toxicity; robustness templates and counterfactual copies left out",
         "ece": round(expected_calibration_error(blended, toxic, w), 4),
-        "roc_auc": {str(k): {s: v for s, v in aucs.items()} for k, aucs in table.items()},
+        "roc_auc": {str(k): aucs for k, aucs in table.items()},
         "command": command,
         "fitted": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S%z"),
     })
