@@ -171,8 +171,7 @@ def _typo_after(word: str, before: str) -> str | None:
         return None
     follows = sorted(((_bigrams().get(f"{before} {term}", 0), term) for term in found), reverse=True)
     if follows[0][0] > 0 and follows[0][0] >= TYPO_DOMINANCE * follows[1][0]:
-        fixed = follows[0][1]
-        return fixed.upper() if word.isupper() else fixed.capitalize() if word[0].isupper() else fixed
+        return _cased(follows[0][1], word)
     return None
 
 
@@ -192,9 +191,12 @@ def _respelled(word: str) -> str | None:
             p in GLUE_WORDS or (len(p) >= 4 and p in speller.words) for p in parts) and not (  # not "scotus a"
             typo and speller.words[typo] > min(speller.words.get(p, 0) for p in parts)):  # "wrothless"
         return _split_at(word, parts)
-    if typo:
-        return typo.upper() if word.isupper() else typo.capitalize() if word[0].isupper() else typo
-    return None
+    return _cased(typo, word) if typo else None
+
+
+def _cased(fixed: str, word: str) -> str:
+    """`fixed` cased like `word` as written: all capitals, a capital first, or as the dictionary has it."""
+    return fixed.upper() if word.isupper() else fixed.capitalize() if word[0].isupper() else fixed
 
 
 @functools.lru_cache(maxsize=65536)
