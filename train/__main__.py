@@ -90,6 +90,8 @@ threads_option = click.option("--threads", type=int, default=0, help="torch CPU 
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--lr", type=float, help="Learning rate. [default: 1e-3 lora, 5e-5 full]")
 @click.option("--rank", type=int, default=16, show_default=True, help="LoRA rank.")
+@click.option("--lora-scope", type=click.Choice(["attention", "all"]), default="attention", show_default=True,
+              help="LoRA on the attention query and value projections, or on every linear layer of the encoder.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cascade/--no-cascade", default=True, show_default=True,
               help="Also train the cheap first-stage model (hashed n-grams) into the same folder.")
@@ -97,8 +99,8 @@ threads_option = click.option("--threads", type=int, default=0, help="torch CPU 
               help="Save the training state every N steps (in OUT/checkpoint; removed when the run completes).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint (same data and settings).")
 @threads_option
-def classifier(out, method, base, data, epochs, max_train, batch_size, lr, rank, seed, cascade, checkpoint_every,
-               resume, threads) -> None:
+def classifier(out, method, base, data, epochs, max_train, batch_size, lr, rank, lora_scope, seed, cascade,
+               checkpoint_every, resume, threads) -> None:
     """Fine-tune all-MiniLM-L6-v2 as the multi-label toxicity classifier (toxic + five categories).
 
     The training mix is every labelled source of the data folder (train/classifier_data.py).
@@ -112,8 +114,8 @@ def classifier(out, method, base, data, epochs, max_train, batch_size, lr, rank,
     from train import classifier as trainer
 
     info = trainer.train(data, out, method=method, base=base, epochs=epochs, max_train=max_train,
-                         batch_size=batch_size, lr=lr, rank=rank, seed=seed, checkpoint_every=checkpoint_every,
-                         resume=resume).info
+                         batch_size=batch_size, lr=lr, rank=rank, lora_scope=lora_scope, seed=seed,
+                         checkpoint_every=checkpoint_every, resume=resume).info
     from train import calibrate as calibrator
 
     calibrator.calibrate(out, data, command=f"python -m train calibrate {out}")

