@@ -191,3 +191,24 @@ def test_the_card_tells_what_the_model_was_trained_on_not_what_the_code_does_tod
     assert "This model trained on 3 of them" in grown and "holds 4 today" in grown
     assert "This model trained on" not in classifier_card._robustness_section(
         robustness, {"data": {"robustness": {"train": {"toxic": 4}}}})
+
+
+def test_lora_scope_all_adapts_every_linear_layer_of_the_encoder_and_loads_in_moderator(tmp_path):
+    from moderator.classify import Classifier
+    from moderator.config import ClassifierConfig, RuntimeConfig
+
+    pairs = data.paradetox_pairs(SHARED_DATA)[:16]
+    examples = [classifier_data.Example(text, classifier_data._labels(toxic), "paradetox", "train")
+                for pair in pairs for text, toxic in ((pair.toxic, 1), (pair.neutral[0], 0))]
+    result = trainer.train(str(SHARED_DATA), tmp_path / "all", lora_scope="all", batch_size=16, seed=1,
+                           examples=examples)
+    adapted = {n.split(".lora_A")[0].rsplit(".", 1)[-1] for n, _ in result.model.named_parameters() if "lora_A" in n}
+    assert adapted == {"query", "key", "value", "dense"}
+    saved = load_file(tmp_path / "all" / "adapter_model.safetensors")
+    assert any("intermediate.dense.lora_A" in k for k in saved) and any("output.dense.lora_B" in k for k in saved)
+    assert json.loads((tmp_path / "all" / "train_stats.json").read_text())["lora_scope"] == "all"
+    classifier = Classifier(ClassifierConfig(model=str(tmp_path / "all"), calibrate=False, blend="off"),
+                            RuntimeConfig())
+    assert classifier.predict(["hello there"]).shape == (1, 6)
+    with pytest.raises(ValueError, match="unknown LoRA scope"):
+        trainer.lora_targets("mlp")
