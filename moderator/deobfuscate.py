@@ -38,12 +38,14 @@ original):
   of five letters or more (SWAP_MIN_LENGTH: four-letter ones are as often slang, "imma", "isnt", as
   slips), two neighbouring letters swapped in one word, or in one at least five times as frequent as
   the others, whatever words a changed letter makes ("sohot" -> "shoot", though "shot" is commoner;
-  "metnal" -> "mental", though "metal" is); or, when the swap makes several words ("haet": "hate" or
-  "heat"), the one that follows the word before it five times as often in English text (symspellpy's
-  bigram counts: "I haet" -> "I hate", "the haet" -> "the heat"). A letter left out is read only when
-  no other word is near: a word one letter short of a dictionary word is as often a name or slang
-  ("MAGA", "beaner") as a slip. A typo reading commoner than the rarest word of a glued reading wins
-  ("wrothless" -> "worthless", not "wroth less").
+  "metnal" -> "mental", though "metal" is); or else, when it is a slip of some word, as the word one
+  edit away that follows the word before it five times as often as any other in English text, if that
+  one is a slip (symspellpy's bigram counts: "I haet" -> "I hate", "the haet" -> "the heat", "are
+  usless" -> "are useless" though "unless" is commoner alone, "is daed" -> "is dead"). Three-letter
+  words are read only so, and never in capitals ("I hte" -> "I hate"; "hte", "tbh", "WTH" stay). A
+  letter left out is otherwise read only when no other word is near: a word one letter short of a
+  dictionary word is as often a name or slang ("MAGA", "beaner") as a slip. A typo reading commoner
+  than the rarest word of a glued reading wins ("wrothless" -> "worthless", not "wroth less").
   Dictionary words are never changed, and neither are the words for people and groups that it lacks
   (KEEP: "nonbinary", "incels"); an unknown name may be read as a near word ("Rthur" -> "Arthur"), which only the
   classifier sees.
@@ -69,10 +71,11 @@ _HAS_LATIN = re.compile(r"[A-Za-z]")
 # What `normalize` reads as words, for the model cards (a classifier records the steps it was trained with).
 READS = ("spaced-out letters (beside a single letter too), leetspeak (words read whole), look-alike letters of "
          "other scripts (words wholly in them too), words glued together and unmistakable typos (two letters "
-         "swapped in longer words, read by the word before when ambiguous)")
+         "swapped in longer words; a slip read by the word before when a changed letter makes another word, "
+         "three-letter words only so)")
 # A word of ASCII letters as written: not part of a contraction ("aren't"), a masked word ("d*sgusting"),
 # leetspeak ("p@r4si735"), an identifier or a word with other letters ("Straße").
-_LONG_WORD = re.compile(r"(?<![\w'\u2019*@$])[A-Za-z]{4,}(?![\w'\u2019*@$])")
+_WORD = re.compile(r"(?<![\w'\u2019*@$])[A-Za-z]{3,}(?![\w'\u2019*@$])")
 # Words the dictionary lacks that must reach the classifier as written: words for people and groups
 # ("nonbinary", "incels", "antifa") that would otherwise be split or respelled ("non binary", "inc els").
 KEEP = frozenset({"nonbinary", "cisgender", "genderqueer", "pansexual", "lgbt", "lgbtq", "lgbtqia", "incel", "incels",
@@ -110,7 +113,7 @@ def normalize(text: str) -> str:
 # The reading, step by step and in order (benchmarks/deobfuscate_cost.py times each one).
 STEPS: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("look-alike letters", lambda text: _fold_lookalikes(text)),
-    ("glued words and typos", lambda text: _LONG_WORD.sub(_respell, text)),
+    ("glued words and typos", lambda text: _WORD.sub(_respell, text)),
     ("spaced-out letters", lambda text: _SPACED.sub(_join_spaced, text)),
     ("leetspeak", lambda text: _LEET_TOKEN.sub(_unleet, text)),
 )
@@ -138,9 +141,13 @@ _WORD_BEFORE = re.compile(r"([A-Za-z]+)[ \t]+$")
 
 def _respell(match: re.Match[str]) -> str:
     word = match.group(0)
-    fixed = _respelled(word)
-    if fixed is None and word.lower() not in _speller().words and len(_swaps(word.lower())) >= 2:
-        # "haet": "hate" or "heat"; the word before may tell
+    # A three-letter word is read only by the word before it ("I hte" -> "I hate"), and never in capitals:
+    # alone, too many are abbreviations or slang one edit from a word ("tbh", "smh", "WTH").
+    if len(word) < 4 and word.isupper():
+        return word
+    fixed = _respelled(word) if len(word) >= 4 else None
+    if fixed is None and word.lower() not in _speller().words and _slips(word.lower()):
+        # "haet": "hate" or "heat"; "usless": "useless", or "unless" with a letter changed; the word before may tell
         before = _WORD_BEFORE.search(match.string[max(0, match.start() - 40):match.start()])
         if before:
             fixed = _typo_after(word, before.group(1).lower())
@@ -162,15 +169,17 @@ def _bigrams() -> dict[str, int]:
 
 @functools.lru_cache(maxsize=65536)
 def _typo_after(word: str, before: str) -> str | None:
-    """The word that `word`, unknown and several words with two letters swapped, stands for after `before`:
-    the one that follows `before` TYPO_DOMINANCE times as often as any other in English text ("I haet"
-    -> "I hate": "i hate" is common, "i heat" is not; "the haet" -> "the heat"); else None."""
+    """The word that `word`, unknown and a slip (`_slip`) of some dictionary word, stands for after
+    `before`: of the words one edit away, the one that follows `before` TYPO_DOMINANCE times as often as
+    any other in English text, when it is a slip ("I haet" -> "I hate": "i hate" is common, "i heat" is
+    not; "the haet" -> "the heat"; "are usless" -> "are useless", though "unless" is commoner alone);
+    else None."""
     lower = word.lower()
-    found = _swaps(lower)
-    if lower in _speller().words or lower in KEEP or len(found) < 2:  # dictionary words are never changed
+    if lower in _speller().words or lower in KEEP or not _slips(lower):  # dictionary words are never changed
         return None
-    follows = sorted(((_bigrams().get(f"{before} {term}", 0), term) for term in found), reverse=True)
-    if follows[0][0] > 0 and follows[0][0] >= TYPO_DOMINANCE * follows[1][0]:
+    follows = sorted(((_bigrams().get(f"{before} {term}", 0), term) for term, _ in _near(lower)), reverse=True)
+    runner_up = follows[1][0] if len(follows) > 1 else 0
+    if follows[0][0] > 0 and follows[0][0] >= TYPO_DOMINANCE * runner_up and _slip(lower, follows[0][1]):
         return _cased(follows[0][1], word)
     return None
 
@@ -207,6 +216,12 @@ def _near(lower: str) -> tuple[tuple[str, int], ...]:
 
     found = _speller().lookup(lower, Verbosity.ALL, max_edit_distance=1, transfer_casing=False)
     return tuple((s.term, s.count) for s in sorted(found, key=lambda s: (s.distance, -s.count)) if s.distance == 1)
+
+
+@functools.lru_cache(maxsize=65536)
+def _slips(lower: str) -> tuple[str, ...]:
+    """The words `lower` is a slip of (two neighbouring letters swapped or one left out; no contractions)."""
+    return tuple(term for term, _ in _near(lower) if _slip(lower, term) and "'" not in term)
 
 
 @functools.lru_cache(maxsize=65536)

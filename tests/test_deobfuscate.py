@@ -40,6 +40,10 @@ from moderator.deobfuscate import classifier_input
     ("ur such a dmubass lol", "ur such a dumbass lol"), ("youasshole", "you asshole"), ("an ashole", "an asshole"),
     # a slip of two words, read by the word before it
     ("I haet women.", "I hate women."), ("the haet is on", "the heat is on"),
+    # a letter left out, read by the word before it when a changed letter makes a commoner word alone
+    # ("unless"); three-letter words only so
+    ("Asian people are usless.", "Asian people are useless."), ("I hte Black people.", "I hate Black people."),
+    ("going to rpi your head off", "going to rip your head off"), ("He is daed.", "He is dead."),
     # leet words with one letter or a long tail of digits, read whole when that spells a word
     ("I h473 Ch1n3$3 people.", "I hate Chinese people."), ("going to 5h007 you", "going to shoot you"),
     ("so w0r7hl355", "so worthless"),
@@ -56,8 +60,9 @@ def test_obfuscated_words_read_as_plain_words(written, read):
     "e-mail me at x@y.com or www.g00gle.com", "Привет мир, καλημέρα", "I am a Muslim.", "Web3 and x86 and 3D printers",
     "A normal sentence, with commas - and dashes.", "Café déjà vu, naïve façade", "Straße und Übermaß",
     "They aren't here and she couldn't come.", "MAGAphants and Trudeau", "I am nonbinary.", "Antifa marched.",
-    "He is daed. Women are sucm.",  # four letters swapped: as often slang ("imma", "isnt") as a slip
+    "Women are sucm. daed",  # four letters swapped, alone: as often slang ("imma", "isnt") as a slip
     "MAGA, beaner and wigger", "cuck and libtard",  # one letter short of "MANGA", "beanery", "wiggler": not read as slips
+    "WTH tbh smh lol, idk", "hte women",  # three-letter words: never in capitals, only by the word before
     "the form is on",  # a dictionary word, though a swap of "from"
     "i dont think theyre here",  # contractions without their apostrophe: as written
     "Arabs are d*sgusting.",  # masked letters are not typos
