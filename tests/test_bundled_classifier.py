@@ -113,9 +113,8 @@ def test_an_obvious_threat_scores_as_a_threat(classifier):
     assert (probs[:, classifier.labels.index("threat")] >= 0.5).all()
 
 
-@pytest.mark.xfail(strict=True, reason="known gap of the shipped model (issue 16): classifier-v6 scores this impersonal "
-                   "threat toxic (0.83) but its threat category 0.45 (classifier-v5: 0.85)")
 def test_an_impersonal_threat_scores_as_a_threat(classifier):
+    # classifier-v6 scored it toxic (0.83) but its threat category 0.45; v11 (LoRA on every layer) reads both
     probs = classifier.predict(["Someone should put a bullet in your head."])
     assert classifier.toxicity(probs)[0] >= 0.5
     assert probs[0, classifier.labels.index("threat")] >= 0.5

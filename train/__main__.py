@@ -88,10 +88,11 @@ threads_option = click.option("--threads", type=int, default=0, help="torch CPU 
 @click.option("--epochs", type=float, default=1.0, show_default=True)
 @click.option("--max-train", type=int, help="Subsample the training split to this many examples.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--lr", type=float, help="Learning rate. [default: 1e-3 lora, 5e-5 full]")
+@click.option("--lr", type=float, help="Learning rate. [default: 3e-4 lora on all layers, 1e-3 lora on attention, "
+              "5e-5 full]")
 @click.option("--rank", type=int, default=16, show_default=True, help="LoRA rank.")
-@click.option("--lora-scope", type=click.Choice(["attention", "all"]), default="attention", show_default=True,
-              help="LoRA on the attention query and value projections, or on every linear layer of the encoder.")
+@click.option("--lora-scope", type=click.Choice(["all", "attention"]), default="all", show_default=True,
+              help="LoRA on every linear layer of the encoder, or on the attention query and value projections only.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--cascade/--no-cascade", default=True, show_default=True,
               help="Also train the cheap first-stage model (hashed n-grams) into the same folder.")

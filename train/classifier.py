@@ -9,8 +9,8 @@ loss is binary cross-entropy over the labels each example's source knows; unknow
 The saved config names the labels the product's toxicity score reads (`toxicity_labels`: toxic, threat
 and identity_attack, the highest of the three), so insult, obscene and sexual never raise it by themselves.
 
-LoRA: rank-16 adapters on the attention query and value projections (`--lora-scope all`: every linear
-layer of the encoder), plus the classification head
+LoRA: rank-16 adapters on every linear layer of the encoder (query, key, value and the dense layers;
+`--lora-scope attention`: the attention query and value projections only), plus the classification head
 trained in full (PEFT `modules_to_save`). The saved folder holds the adapter, the head and the
 classification config (labels); its adapter_config.json names the base as `pip:all-MiniLM-L6-v2`,
 which moderator resolves from the pip package, offline. Full: every weight trained, a whole model
@@ -44,11 +44,11 @@ CAPS = {("davidson", 1): 10000}
 KEEP_WHOLE = ("robustness", "obfuscated", "forum_rest")  # not subsampled, up to a tenth of the set (see training_set)
 
 
-def lora_targets(scope: str = "attention") -> list[str]:
-    """The BERT modules LoRA adapts: the attention query and value projections ("attention", the
-    shipped recipe) or every linear layer of the encoder ("all": query, key, value, and the attention
-    output, intermediate, output and pooler `dense` layers); the classification head is trained whole
-    either way."""
+def lora_targets(scope: str = "all") -> list[str]:
+    """The BERT modules LoRA adapts: every linear layer of the encoder ("all", the shipped recipe since
+    classifier-v11: query, key, value, and the attention output, intermediate, output and pooler `dense`
+    layers) or the attention query and value projections ("attention", up to classifier-v6); the
+    classification head is trained whole either way."""
     if scope == "attention":
         return ["query", "value"]
     if scope == "all":
@@ -117,7 +117,7 @@ def train(
     lr: float | None = None,
     max_length: int = 128,
     rank: int = 16,
-    lora_scope: str = "attention",
+    lora_scope: str = "all",
     seed: int = 0,
     checkpoint_every: int = 500,
     resume: bool = False,
@@ -136,7 +136,8 @@ def train(
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=rank, lora_alpha=2 * rank, lora_dropout=0.1,
                             target_modules=lora_targets(lora_scope), modules_to_save=["classifier"])
         model = get_peft_model(model, config)
-        lr = lr or 1e-3
+        # 1e-3 on every linear layer collapsed the model to one output for every text (2026-12-07)
+        lr = lr or (1e-3 if lora_scope == "attention" else 3e-4)
     elif method == "full":
         lr = lr or 5e-5
     else:
