@@ -227,7 +227,7 @@ def _slips(lower: str) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=65536)
 def _swaps(lower: str) -> tuple[str, ...]:
     """The words `lower` is two neighbouring letters swapped in (no contractions), the most frequent first."""
-    return tuple(term for term, _ in _near(lower) if _swapped(lower, term) and "'" not in term)
+    return tuple(term for term in _slips(lower) if len(term) == len(lower))
 
 
 def _typo_of(lower: str, speller) -> str | None:  # type: ignore[no-untyped-def]
@@ -246,11 +246,6 @@ def _typo_of(lower: str, speller) -> str | None:  # type: ignore[no-untyped-def]
     if swaps and (len(swaps) == 1 or speller.words[swaps[0]] >= TYPO_DOMINANCE * speller.words[swaps[1]]):
         return swaps[0]
     return None
-
-
-def _swapped(written: str, word: str) -> bool:
-    """Whether `written` is `word` with two neighbouring letters swapped."""
-    return len(word) == len(written) and _slip(written, word)
 
 
 def _slip(written: str, word: str) -> bool:

@@ -149,7 +149,8 @@ def test_lora_training_changes_the_adapter_and_head_not_the_base(tmp_path):
     config = json.loads((tmp_path / "clf" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "pip:all-MiniLM-L6-v2"
     stats = json.loads((tmp_path / "clf" / "train_stats.json").read_text())
-    assert stats["subsampled"] and stats["stats"]["steps"] == 6 and stats["stats"]["trainable_params"] < 1_000_000  # 3% of the base
+    # LoRA on every linear layer: 678,150 parameters, under 3% of the base
+    assert stats["subsampled"] and stats["stats"]["steps"] == 6 and stats["stats"]["trainable_params"] < 1_000_000
 
 
 @pytest.mark.slow
