@@ -11,6 +11,8 @@ peak RSS is its own:
 - step-bf16:  the same in bfloat16 (scores compared with float32); with the model folder's blend.json,
               the n-gram model's pass included (moderator/blend.py)
 - step-bf16-alone: the same with `blend = off`, the transformer alone (asked for by --modes)
+- step-bf16-one-reading: the bf16 step with `slip_readings = 0`, only the one reading deobfuscate picks
+              (asked for by --modes; the default also scores the other readings of slips of abusive words)
 - cascade:    the cascade's first stage, then the bf16 step on what it does not clear
 
 It also measures this CPU's matrix-multiply rate (fp32 and bf16, at the model's shapes), counts the
@@ -95,9 +97,11 @@ def run_mode(mode: str, posts_file: Path, model: str, naive_limit: int) -> dict:
                   for p in subset]
         seconds = time.perf_counter() - start
         return {"mode": mode, "posts": len(subset), "seconds": seconds, "scores": scores}
-    dtype = "bfloat16" if mode in ("step-bf16", "step-bf16-alone", "cascade") else "float32"
+    dtype = "bfloat16" if mode in ("step-bf16", "step-bf16-alone", "step-bf16-one-reading", "cascade") else "float32"
     blend = "off" if mode == "step-bf16-alone" else "auto"
-    clf = Classifier(ClassifierConfig(model=model, dtype=dtype, batch_size=64, blend=blend), RuntimeConfig())
+    readings = 0 if mode == "step-bf16-one-reading" else ClassifierConfig().slip_readings
+    clf = Classifier(ClassifierConfig(model=model, dtype=dtype, batch_size=64, blend=blend, slip_readings=readings),
+                     RuntimeConfig())
     clf.predict(posts[:64])  # warm-up
     start = time.perf_counter()
     if mode == "cascade":

@@ -182,12 +182,22 @@ class Classifier:
         # letters of other scripts read as the words they spell (moderator.deobfuscate).
         read = [deobfuscate.classifier_input(t) if self.config.deobfuscate else unicodedata.normalize("NFKC", t)
                 for t in texts]
-        probs, full = self._predict_model(read)
+        # A word left unknown that is a slip of several words is read as each (deobfuscate.readings); a text
+        # scores as its most toxic reading, as a long one scores as its most toxic window.
+        others = [deobfuscate.readings(t, self.config.slip_readings) if self.config.deobfuscate else [] for t in texts]
+        owner = np.array([*range(len(texts)), *(i for i, alts in enumerate(others) for _ in alts)])
+        probs, full = self._predict_model(read + [a for alts in others for a in alts])
         if self.blend is not None:  # the toxicity averaged in log-odds with the n-gram model's (moderator.blend),
             toxicity = self._model_toxicity(probs)  # which reads the texts as written (NFKC), as it was trained
             ngram = self._ngram.probability(blend_input(texts))
-            probs[:, self.labels.index(self.blend.label)] = self.blend.apply(toxicity, ngram)
-        return probs, full
+            probs[:, self.labels.index(self.blend.label)] = self.blend.apply(toxicity, ngram[owner])
+        if len(owner) == len(texts):
+            return probs, full
+        toxicity, best = self.toxicity(probs), np.arange(len(texts))
+        for row in range(len(texts), len(owner)):
+            if toxicity[row] > toxicity[best[owner[row]]]:
+                best[owner[row]] = row
+        return probs[best], full[: len(texts)]
 
     def _predict_model(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The transformer's probabilities of texts already read (`_predict`), window by window."""

@@ -146,6 +146,10 @@ class ClassifierConfig:
     deobfuscate: bool = _help(
         'read spaced-out letters ("i d i o t"), leetspeak ("1d10t") and look-alike letters of other scripts as '
         "the words they spell before scoring (moderator/deobfuscate.py); the post itself is never changed", True)
+    slip_readings: int = _help(
+        "with deobfuscate: readings tried of a word the dictionary lacks that is a slip (two letters swapped or "
+        'one left out) of several words ("disguting": "disgusting" or "disputing"); the text scores as its most '
+        "toxic reading (moderator/deobfuscate.py, readings); 0: only the one reading deobfuscate picks", 4)
     calibrate: bool = _help(
         "apply the calibration.json the model folder ships (probabilities fitted to mean what they say at a "
         "forum's share of toxic posts, see moderator/calibration.py); false: the model's raw probabilities", True)

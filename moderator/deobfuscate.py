@@ -49,6 +49,11 @@ original):
   Dictionary words are never changed, and neither are the words for people and groups that it lacks
   (KEEP: "nonbinary", "incels"); an unknown name may be read as a near word ("Rthur" -> "Arthur"), which only the
   classifier sees.
+
+`normalize` gives one reading. `readings` gives the others a slip allows where the slip is of a word that
+marks toxic posts (bundled/toxic_words.txt): "disguting" is one letter short of "disgusting" and one
+changed letter from the commoner "disputing", so `normalize` keeps it, and `readings` offers "disgusting";
+the classifier scores each and keeps the most toxic (`[classifier] slip_readings`).
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ import itertools
 import re
 from collections.abc import Callable
 import unicodedata
+from pathlib import Path
 
 LEET = {"1": "i", "3": "e", "4": "a", "0": "o", "5": "s", "7": "t", "9": "g", "8": "b", "@": "a", "$": "s", "!": "i"}
 _SPACED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_]([ \u00a0.\-_*])){2,}[^\W\d_](?![^\W\d_])")
@@ -378,3 +384,50 @@ def classifier_input(text: str) -> str:
     """What the classifier reads: NFKC (full-width and mathematical letters read as the letters they
     show, "ｉｄｉｏｔ" -> "idiot"), then `normalize`."""
     return normalize(unicodedata.normalize("NFKC", text))
+
+
+
+TOXIC_WORDS = Path(__file__).parent / "bundled" / "toxic_words.txt"
+
+
+@functools.lru_cache(maxsize=1)
+def toxic_words() -> frozenset[str]:
+    """The words a slip may be read as by `readings`: those that mark toxic posts in the classifier's
+    training data (bundled/toxic_words.txt, written by `python -m train toxic-words`, which says how)."""
+    lines = TOXIC_WORDS.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def readings(text: str, most: int) -> list[str]:
+    """Other readings of a text than `classifier_input`'s, each read by it, up to `most`: a word as
+    written (ASCII letters, as typos are read) that the dictionary lacks, that `normalize` leaves as it
+    is, and that is a slip (`_slips`: two neighbouring letters swapped or one left out) of words that
+    mark toxic posts (`toxic_words`), is read as each of those in turn, the most frequent first; reading
+    k puts each such word's k-th in (its last where it has fewer). "Sikhs are disguting." -> "Sikhs are
+    disgusting." (`normalize` keeps "disguting": "disputing", one letter changed, is commoner); "they
+    are vle" -> "vile"; "I'll satb you" -> "stab". The classifier scores every reading and keeps the
+    most toxic: a word spelled one slip away from an abusive word to get it past a filter reads as that
+    word. Only abusive words are tried: the classifier's score moves with any rare word put in ("teaches
+    meath" for "math" scores as toxic as "scum"), and the most toxic of many such readings would be
+    noise. Capitals of three letters or fewer ("WTH") and KEEP are left alone, as `normalize` leaves
+    them."""
+    if most <= 0:
+        return []
+    folded = _fold_lookalikes(unicodedata.normalize("NFKC", text))
+    words, known, toxic = [], _speller().words, toxic_words()
+    for match in _WORD.finditer(folded):
+        word = match.group(0)
+        lower = word.lower()
+        if (len(word) < 4 and word.isupper()) or lower in known or lower in KEEP or _respell(match) != word:
+            continue
+        slips = [_cased(s, word) for s in _slips(lower) if s in toxic]
+        if slips:
+            words.append((match.start(), match.end(), slips))
+    out = []
+    for k in range(min(most, max((len(s) for _, _, s in words), default=0))):
+        pieces, last = [], 0
+        for start, end, slips in words:
+            pieces += [folded[last:start], slips[min(k, len(slips) - 1)]]
+            last = end
+        out.append(normalize("".join(pieces) + folded[last:]))
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moderator.deobfuscate import classifier_input
+from moderator.deobfuscate import classifier_input, readings, toxic_words
 
 
 @pytest.mark.parametrize("written, read", [
@@ -71,3 +71,42 @@ def test_obfuscated_words_read_as_plain_words(written, read):
 ])
 def test_ordinary_text_is_left_alone(text):
     assert classifier_input(text) == text
+
+
+@pytest.mark.parametrize("written, reading", [
+    # a slip of an abusive word that normalize cannot tell from a commoner word a changed letter away
+    ("Sikhs are disguting.", "Sikhs are disgusting."),
+    ("i cant stand them, they are vle", "i cant stand them, they are vile"),  # vale, vel, vile, vole: vile tried
+    ("I'll satb you if you post that again.", "I'll stab you if you post that again."),  # a four-letter swap
+    ("Nobody cares what you think, bith.", "Nobody cares what you think, bitch."),
+    ("All Muslims should be sht.", "All Muslims should be shit."),
+    ("These fithy rats, they are the sucm of the earth.", "These filthy rats, they are the scum of the earth."),
+    ("\u0405ikhs are disguting, I h a t e them", "Sikhs are disgusting, I hate them"),  # each reading read whole
+])
+def test_a_slip_of_an_abusive_word_is_read_as_it_too(written, reading):
+    assert reading in readings(written, 4)
+    assert classifier_input(written) != reading  # the one reading normalize picks is not changed
+
+
+@pytest.mark.parametrize("text", [
+    "She teaches math at the gop office, lol.",  # slips only of harmless words ("match", "goop")
+    "You are a stpuid idoit.",  # normalize reads these itself
+    "@USER @USER thanks",  # a mention is not a word as written
+    "WTH is SHT",  # capitals of three letters or fewer
+    "I am nonbinary.", "They are disgusting.",  # KEEP and dictionary words
+])
+def test_other_words_have_no_other_reading(text):
+    assert readings(text, 4) == []
+
+
+def test_readings_are_bounded_and_can_be_turned_off():
+    text = "they are vle and sht"  # vle: vale, vel, vile, vole; sht: shot, shit, shut, shat: those marking toxic posts
+    assert readings(text, 0) == []
+    assert len(readings(text, 1)) == 1 and len(readings(text, 4)) <= 4
+    assert all(r.startswith("they are ") for r in readings(text, 4))
+
+
+def test_the_words_a_slip_may_be_read_as_mark_toxic_posts():
+    words = toxic_words()
+    assert {"disgusting", "scum", "vile", "stab", "bitch", "moron", "filthy"} <= words
+    assert not {"the", "math", "match", "people", "muslims", "women", "gay"} & words

@@ -213,3 +213,18 @@ def test_lora_scope_all_adapts_every_linear_layer_of_the_encoder_and_loads_in_mo
     assert classifier.predict(["hello there"]).shape == (1, 6)
     with pytest.raises(ValueError, match="unknown LoRA scope"):
         trainer.lora_targets("mlp")
+
+
+def test_the_bundled_toxic_words_are_what_the_command_writes_and_leave_out_group_names(tmp_path):
+    from click.testing import CliRunner
+
+    from moderator.deobfuscate import TOXIC_WORDS
+    from train.__main__ import cli
+
+    out = tmp_path / "words.txt"
+    result = CliRunner().invoke(cli, ["toxic-words", "--out", str(out), "--data", str(SHARED_DATA)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == TOXIC_WORDS.read_text()
+    words = {line for line in out.read_text().splitlines() if not line.startswith("#")}
+    assert {"scum", "disgusting", "moron"} <= words and not {"muslims", "gay", "women", "jews", "black"} & words
+    assert "group names left out: " in result.output and "muslims" in result.output

@@ -151,6 +151,41 @@ def eval_classifier(models, data, split, json_out, threads) -> None:
     _print_table(table, classifier_eval.format_table, json_out)
 
 
+@cli.command("toxic-words")
+@click.option("--out", type=click.Path(path_type=Path), default="moderator/bundled/toxic_words.txt", show_default=True)
+@data_option
+@click.option("--min-texts", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Training texts a word must appear in.")
+@click.option("--min-share", type=click.FloatRange(0.0, 1.0), default=0.7, show_default=True,
+              help="Share of those texts that must be toxic.")
+def toxic_words(out, data, min_texts, min_share) -> None:
+    """Write the words a slip may be read as before scoring (moderator/deobfuscate.py, readings).
+
+    Words that mark toxic posts in the classifier's training data: held by at least --min-texts
+    labelled training texts of the real sources (the project's templates left out), at least
+    --min-share of them toxic.
+
+    \b
+    Example:
+      python -m train toxic-words --out moderator/bundled/toxic_words.txt
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    from train import classifier_data
+
+    words, stats = classifier_data.toxic_words(data, min_texts, min_share)
+    command = "python -m train toxic-words" + (f" --min-texts {min_texts}" if min_texts != 10 else "") + (
+        f" --min-share {min_share}" if min_share != 0.7 else "")
+    header = [f"# Written by `{command}` (train/classifier_data.py, toxic_words): words of three letters or more",
+              f"# held by at least {min_texts} labelled training texts of the classifier's real sources, at least "
+              f"{min_share:.0%} of them toxic, less names of groups", f"# ({stats['texts']:,} texts, {stats['toxic_share']:.0%} toxic; "
+              "the project's templates left out). moderator/deobfuscate.py reads an unknown word that is a",
+              "# slip of one of these as that word too (readings), and the classifier keeps the most toxic reading."]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(header + words) + "\n", encoding="utf-8")
+    click.echo(f"{out}: {len(words):,} words ({json.dumps(stats['sources'])}); group names left out: "
+               f"{', '.join(stats['group_names_left_out'])}")
+
+
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @data_option

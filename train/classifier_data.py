@@ -448,3 +448,39 @@ SOURCE_NOTES = {
     "counterfactual": ("training posts that name a group, the group swapped for another (label unchanged).",
                        "swaps only the groups train/robustness.py knows"),
 }
+
+
+# The words `moderator.deobfuscate.readings` may read a slip as (bundled/toxic_words.txt).
+TOXIC_WORD_MIN_TEXTS, TOXIC_WORD_MIN_SHARE = 10, 0.7
+_LETTERS = re.compile(r"[a-z]+")
+# Names of groups that train/robustness.py's GROUPS do not spell so (theirs are left out too).
+GROUP_NAMES = frozenset({"jew", "jews", "islam", "islamic", "homosexual", "homosexuals", "homosexuality", "queer",
+                         "queers", "transgender", "feminist", "feminists", "africans", "immigrants", "hispanic",
+                         "hispanics", "mexico", "africa", "israel", "israeli"})
+
+
+def toxic_words(root: str | Path, min_texts: int = TOXIC_WORD_MIN_TEXTS,
+                min_share: float = TOXIC_WORD_MIN_SHARE) -> tuple[list[str], dict]:
+    """Words of three letters or more (case folded) held by at least `min_texts` labelled training texts
+    of the real sources, at least `min_share` of them toxic, less the names of groups; and the counts
+    behind the choice. The project's own templates (robustness, and the counterfactual and obfuscated copies) are left out, so
+    the list says what real posts mark as toxic, not what the robustness suite asks for."""
+    items = [e for e in examples(root, augment=False)
+             if e.split == "train" and e.toxic in (0, 1) and e.source != "robustness"]
+    held, toxic = Counter(), Counter()
+    for e in items:
+        for word in set(_LETTERS.findall(e.text.casefold())):
+            held[word] += 1
+            toxic[word] += e.toxic
+    marked = {w for w, n in held.items() if len(w) >= 3 and n >= min_texts and toxic[w] >= min_share * n}
+    # Words naming a group ("muslims", "gay") mark toxic posts only because the sources hold more attacks on
+    # groups than talk about them: a slip is never read as one (the groups train/robustness.py knows).
+    forms = {w.casefold() for g in robustness.GROUPS for form in (g.plural, g.pred, g.singular, g.adj) if form
+             for w in _LETTERS.findall(form.casefold())} - {"a", "an", "people", "person", "with"}
+    forms |= {f + "s" for f in forms} | GROUP_NAMES
+    names = {w for w in marked if w in forms or robustness.identity_terms(w) or robustness.identity_terms(w.capitalize())}
+    words = sorted(marked - names)
+    stats = {"texts": len(items), "toxic_share": round(sum(e.toxic for e in items) / max(1, len(items)), 4),
+             "sources": dict(sorted(Counter(e.source for e in items).items())), "min_texts": min_texts,
+             "min_share": min_share, "words": len(words), "group_names_left_out": sorted(names)}
+    return words, stats
