@@ -79,3 +79,13 @@ def test_platt_fit_recovers_a_known_scaling_and_lowers_the_calibration_error():
     assert expected_calibration_error(fitted, labels) < 0.02 < expected_calibration_error(raw, labels)
     bins = reliability(fitted, labels)
     assert sum(b["n"] for b in bins) == 20000 and all(abs(b["mean_probability"] - b["positive_share"]) < 0.05 for b in bins)
+
+
+def test_a_collapsed_model_is_refused_and_a_working_one_reports_its_ranking(tmp_path):
+    from train.calibrate import check_not_collapsed
+
+    labels = np.array([1, 0, 1, 0, -1, 1])
+    with pytest.raises(SystemExit, match="same toxic probability.*lower learning rate"):
+        check_not_collapsed(tmp_path, np.full(6, 0.31), labels)  # one output for every text
+    assert check_not_collapsed(tmp_path, np.array([0.9, 0.1, 0.8, 0.3, 0.5, 0.7]), labels) == 1.0
+    assert check_not_collapsed(tmp_path, np.array([0.2, 0.6, 0.3, 0.4, 0.5, 0.1]), labels) == 0.0  # ranked backwards

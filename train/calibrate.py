@@ -69,6 +69,30 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-z))
 
 
+COLLAPSED_SPREAD = 1e-3  # raw toxic probabilities all within this of each other: one output for every text
+
+
+def check_not_collapsed(model_dir: Path, toxic_probability: np.ndarray, toxic_label: np.ndarray) -> float | None:
+    """The dev ROC-AUC of the raw toxic probability (texts of known toxicity), logged; SystemExit when the
+    model gives every dev text the same probability. A model that collapsed so (LoRA on every layer at
+    learning rate 1e-3 did) calibrates perfectly, to a constant, and nothing else in training notices."""
+    from sklearn.metrics import roc_auc_score
+
+    spread = float(np.ptp(toxic_probability)) if len(toxic_probability) else 0.0
+    if spread < COLLAPSED_SPREAD:
+        raise SystemExit(f"{model_dir}: the model gives every one of {len(toxic_probability):,} dev texts the same "
+                         f"toxic probability (spread {spread:.2g}): training collapsed; train again with a lower "
+                         "learning rate (--lr), and do not ship this folder")
+    known = toxic_label >= 0
+    if not (toxic_label[known] == 1).any() or not (toxic_label[known] == 0).any():
+        return None
+    auc = float(roc_auc_score(toxic_label[known] == 1, toxic_probability[known]))
+    (log.warning if auc < 0.75 else log.info)("%s: dev ROC-AUC of the raw toxic probability %.4f on %d texts%s",
+                                               model_dir, auc, int(known.sum()),
+                                               " (barely above chance: check the training)" if auc < 0.75 else "")
+    return auc
+
+
 def calibrate(model_dir: Path, data_dir: str, prior: float = PRIOR,
               examples: list[classifier_data.Example] | None = None, command: str = "") -> Calibration:
     dev = dev_examples(data_dir, examples)
@@ -77,6 +101,7 @@ def calibrate(model_dir: Path, data_dir: str, prior: float = PRIOR,
     if "toxic" not in labels:
         raise SystemExit(f"{model_dir}: calibration needs a `toxic` label, the model has {labels}")
     known = np.array([e.labels for e in dev])  # columns in classifier_data.LABELS order
+    check_not_collapsed(model_dir, probs[:, labels.index("toxic")], known[:, 0])
     sources = np.array([e.source for e in dev])
     toxic = known[:, 0] == 1
     has_toxicity = known[:, 0] >= 0  # not a hate set's not-hate post
