@@ -36,8 +36,7 @@ def test_the_mix_is_deduplicated_split_like_the_rewriter_and_labelled_per_source
         # (a not-hate post is clean only where another source, e.g. Jigsaw, has the same text as clean)
         assert summary[source]["train"]["clean"] < 0.01 * summary[source]["train"]["unknown"], source
         assert summary[source]["train"]["unknown"] > 1000, source
-    assert summary["gab"]["train"]["toxic"] > 1000  # explicit hate is toxic; implicit (coded) hate only a category
-    assert 500 < summary["implicit_hate"]["train"]["toxic"] < 0.2 * summary["implicit_hate"]["train"]["unknown"]
+    assert summary["gab"]["train"]["toxic"] > 1000 and summary["implicit_hate"]["train"]["toxic"] < 0.01 * summary["implicit_hate"]["train"]["unknown"]
     by_text = {data.normalize(e.text): e for e in examples}
     for pair in data.paradetox_pairs(str(SHARED_DATA))[:2000]:  # the rewriter's split: a dev sentence's rewrites
         for neutral in pair.neutral:                               # never reach training (a text in both: dev)

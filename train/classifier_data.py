@@ -16,7 +16,7 @@ clean in every category.
     convabuse       messages to chatbots, cased        majority of annotators         sex_harassment -> sexual,
                                                                                       identity types -> identity_attack,
                                                                                       intellectual -> insult
-    implicit_hate   Twitter, lower-cased               explicit hate / unknown*       identity_attack; stage 2
+    implicit_hate   Twitter, lower-cased               unknown*                       identity_attack; stage 2
                                                                                       threatening -> threat
     mlma            Twitter, cased                     unknown*                       hateful -> identity_attack
     stormfront      Stormfront forum sentences, cased  hate / unknown*                hate -> identity_attack
@@ -35,8 +35,7 @@ clean in every category.
 (a first model trained with those as clean learned that "imbeciles", "buffoon" and "scum" are fine, and
 lost 0.03 ROC-AUC on Jigsaw), and coded hate without a rude word (Implicit Hate, MLMA) taught it to
 flag plain talk about groups. So their clean posts leave the toxicity label unknown, and Implicit Hate
-and MLMA teach only the categories; explicit hate (Gab, Stormfront, Implicit Hate's explicit_hate class)
-stays toxic.
+and MLMA teach only the categories; explicit hate (Gab, Stormfront) stays toxic.
 
 Splits come from `data.split_of` (the hash of a text's normalised form; a forum sentence follows its
 post), so the same text is in the same split in every source and in the rewriter's data. Texts are
@@ -178,11 +177,8 @@ def _implicit_hate(root: Path):
                    if "threatening" in (r["implicit_class"], r.get("extra_implicit_class"))}
     for row in _read(folder / "implicit_hate_v1_stg1_posts.tsv", "\t"):
         text, cls = row["post"], row["class"]
-        threat = 1 if text in threatening else UNKNOWN
-        if cls == "explicit_hate":  # overt hate ("i hate mexicans", "refugees ... are on a mission to kill us all"): toxic
-            yield text, _labels(1, identity_attack=1, threat=threat), text
-        elif cls == "implicit_hate":  # coded hate: a category, not the toxicity label
-            yield text, (UNKNOWN, *_labels(1, identity_attack=1, threat=threat)[1:]), text
+        if cls in ("implicit_hate", "explicit_hate"):  # hate, often coded: a category, not the toxicity label
+            yield text, (UNKNOWN, *_labels(1, identity_attack=1, threat=1 if text in threatening else UNKNOWN)[1:]), text
 
 
 def _mlma(root: Path):
@@ -427,9 +423,8 @@ SOURCE_NOTES = {
             "its clean posts are only not-hate (toxicity unknown); few threats (about 150)"),
     "convabuse": ("messages to chatbots: sexual harassment (sexual), identity-based abuse, insults on "
                   "intelligence (insult).", "small (about 2,000 messages); short conversational text"),
-    "implicit_hate": ("coded and implicit hate without slurs (identity_attack); threatening posts (threat); its "
-                      "explicit hate (about 1,000 posts: \"i hate mexicans\") is toxic.",
-                      "toxicity of coded hate (it is not rude, and the label would teach flagging plain talk about "
+    "implicit_hate": ("coded and implicit hate without slurs (identity_attack); threatening posts (threat).",
+                      "toxicity (coded hate is not rude, and the label would teach flagging plain talk about "
                       "groups); its not-hate posts are left out"),
     "mlma": ("hateful tweets with targets (identity_attack); normal ones as not identity_attack.",
              "toxicity: its tweets were picked for hostility"),
