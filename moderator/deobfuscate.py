@@ -61,7 +61,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 import unicodedata
 from pathlib import Path
 
@@ -388,6 +388,12 @@ def classifier_input(text: str) -> str:
 
 
 TOXIC_WORDS = Path(__file__).parent / "bundled" / "toxic_words.txt"
+
+
+def dictionary_words() -> Mapping[str, int]:
+    """The words typos are read into (symspellpy's English frequency dictionary plus ABUSE_WORDS), with their
+    counts: a slip is only ever read as one of these."""
+    return _speller().words
 
 
 @functools.lru_cache(maxsize=1)

@@ -188,3 +188,20 @@ def test_hate_spelled_to_dodge_a_filter_is_flagged_like_the_plain_words():
     scored = classifier(batch).column(records.TOXICITY).to_pylist()
     assert scored[0] >= 0.5, scored
     assert all(abs(s - scored[0]) < 0.05 for s in scored[1:]), scored
+
+
+def test_a_slip_of_an_abusive_word_scores_as_its_most_toxic_reading():
+    from moderator.deobfuscate import classifier_input, readings
+
+    # The transformer alone: the blend's n-gram model reads every reading's post as written.
+    classifier = Classifier(ClassifierConfig(dtype="float32", blend="off"), RuntimeConfig())
+    plain = Classifier(ClassifierConfig(dtype="float32", blend="off", slip_readings=0), RuntimeConfig())
+    text = "Sikhs are disguting."  # "disputing" is a changed letter away and commoner: normalize keeps it
+    read = [classifier_input(text), *readings(text, 4)]
+    each = plain.toxicity(plain.predict(read))
+    assert read[1:] == ["Sikhs are disgusting."] and each[0] < 0.5 < each[1], each
+    texts = [CLEAN[0], text, TOXIC[0]]  # texts without other readings score as before
+    expected = [*plain.toxicity(plain.predict(CLEAN[:1])), each.max(), *plain.toxicity(plain.predict(TOXIC[:1]))]
+    assert classifier.toxicity(classifier.predict(texts)) == pytest.approx(expected, abs=1e-5)
+    blended = [Classifier(ClassifierConfig(dtype="float32", slip_readings=k), RuntimeConfig()) for k in (0, 4)]
+    assert [c.toxicity(c.predict([text]))[0] > 0.5 for c in blended] == [False, True]  # flagged only so

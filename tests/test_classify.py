@@ -114,17 +114,3 @@ def test_bfloat16_is_picked_on_cpus_with_native_bf16_only(tmp_path, monkeypatch,
     assert models.pick_dtype("auto", "cpu", cpu_bf16=True) == (torch.bfloat16 if native else torch.float32)
     assert models.pick_dtype("auto", "cpu") == torch.float32
 
-
-def test_a_text_scores_as_its_most_toxic_reading(tiny, classifier):
-    from moderator.deobfuscate import classifier_input, readings
-
-    plain = Classifier(ClassifierConfig(model=str(tiny.classifier), batch_size=2, slip_readings=0), RuntimeConfig())
-    text = "they are vle and sht, the sucm"
-    read = [classifier_input(text), *readings(text, 4)]
-    each = plain.toxicity(plain.predict(read))
-    assert len(read) >= 3 and len(set(np.round(each, 6))) > 1  # the readings score differently
-    texts = ["hello there", text, "you idiot"]  # texts without other readings score as before
-    np.testing.assert_allclose(classifier.toxicity(classifier.predict(texts)),
-                               [*plain.toxicity(plain.predict(texts[:1])), each.max(),
-                                *plain.toxicity(plain.predict(texts[2:]))], atol=1e-5)
-    assert plain.toxicity(plain.predict([text]))[0] == pytest.approx(each[0], abs=1e-5)

@@ -175,7 +175,7 @@ def toxic_words(out, data, min_texts, min_share) -> None:
     words, stats = classifier_data.toxic_words(data, min_texts, min_share)
     command = "python -m train toxic-words" + (f" --min-texts {min_texts}" if min_texts != 10 else "") + (
         f" --min-share {min_share}" if min_share != 0.7 else "")
-    header = [f"# Written by `{command}` (train/classifier_data.py, toxic_words): words of three letters or more",
+    header = [f"# Written by `{command}` (train/classifier_data.py, toxic_words): dictionary words of three letters or more",
               f"# held by at least {min_texts} labelled training texts of the classifier's real sources, at least "
               f"{min_share:.0%} of them toxic, less names of groups", f"# ({stats['texts']:,} texts, {stats['toxic_share']:.0%} toxic; "
               "the project's templates left out). moderator/deobfuscate.py reads an unknown word that is a",

@@ -461,7 +461,7 @@ GROUP_NAMES = frozenset({"jew", "jews", "islam", "islamic", "homosexual", "homos
 
 def toxic_words(root: str | Path, min_texts: int = TOXIC_WORD_MIN_TEXTS,
                 min_share: float = TOXIC_WORD_MIN_SHARE) -> tuple[list[str], dict]:
-    """Words of three letters or more (case folded) held by at least `min_texts` labelled training texts
+    """Dictionary words of three letters or more (case folded) held by at least `min_texts` labelled training texts
     of the real sources, at least `min_share` of them toxic, less the names of groups; and the counts
     behind the choice. The project's own templates (robustness, and the counterfactual and obfuscated copies) are left out, so
     the list says what real posts mark as toxic, not what the robustness suite asks for."""
@@ -472,7 +472,12 @@ def toxic_words(root: str | Path, min_texts: int = TOXIC_WORD_MIN_TEXTS,
         for word in set(_LETTERS.findall(e.text.casefold())):
             held[word] += 1
             toxic[word] += e.toxic
-    marked = {w for w, n in held.items() if len(w) >= 3 and n >= min_texts and toxic[w] >= min_share * n}
+    from moderator.deobfuscate import dictionary_words
+
+    # Only dictionary words: a slip is read only into one, and the rest are handles and spellings ("bihhh").
+    known = dictionary_words()
+    marked = {w for w, n in held.items()
+              if len(w) >= 3 and n >= min_texts and toxic[w] >= min_share * n and w in known}
     # Words naming a group ("muslims", "gay") mark toxic posts only because the sources hold more attacks on
     # groups than talk about them: a slip is never read as one (the groups train/robustness.py knows).
     forms = {w.casefold() for g in robustness.GROUPS for form in (g.plural, g.pred, g.singular, g.adj) if form
