@@ -461,10 +461,11 @@ GROUP_NAMES = frozenset({"jew", "jews", "islam", "islamic", "homosexual", "homos
 
 def toxic_words(root: str | Path, min_texts: int = TOXIC_WORD_MIN_TEXTS,
                 min_share: float = TOXIC_WORD_MIN_SHARE) -> tuple[list[str], dict]:
-    """Dictionary words of three letters or more (case folded) held by at least `min_texts` labelled training texts
-    of the real sources, at least `min_share` of them toxic, less the names of groups; and the counts
-    behind the choice. The project's own templates (robustness, and the counterfactual and obfuscated copies) are left out, so
-    the list says what real posts mark as toxic, not what the robustness suite asks for."""
+    """Dictionary words of three letters or more (case folded) held by at least `min_texts` labelled
+    training texts of the real sources, at least `min_share` of them toxic, less the names of groups;
+    and the counts behind the choice. The project's own templates (robustness, and the counterfactual and
+    obfuscated copies) are left out, so the list says what real posts mark as toxic, not what the
+    robustness suite asks for."""
     items = [e for e in examples(root, augment=False)
              if e.split == "train" and e.toxic in (0, 1) and e.source != "robustness"]
     held, toxic = Counter(), Counter()
@@ -483,7 +484,8 @@ def toxic_words(root: str | Path, min_texts: int = TOXIC_WORD_MIN_TEXTS,
     forms = {w.casefold() for g in robustness.GROUPS for form in (g.plural, g.pred, g.singular, g.adj) if form
              for w in _LETTERS.findall(form.casefold())} - {"a", "an", "people", "person", "with"}
     forms |= {f + "s" for f in forms} | GROUP_NAMES
-    names = {w for w in marked if w in forms or robustness.identity_terms(w) or robustness.identity_terms(w.capitalize())}
+    names = {w for w in marked
+             if w in forms or robustness.identity_terms(w) or robustness.identity_terms(w.capitalize())}
     words = sorted(marked - names)
     stats = {"texts": len(items), "toxic_share": round(sum(e.toxic for e in items) / max(1, len(items)), 4),
              "sources": dict(sorted(Counter(e.source for e in items).items())), "min_texts": min_texts,
