@@ -452,7 +452,6 @@ SOURCE_NOTES = {
 
 # The words `moderator.deobfuscate.readings` may read a slip as (bundled/toxic_words.txt).
 TOXIC_WORD_MIN_TEXTS, TOXIC_WORD_MIN_SHARE = 10, 0.7
-_LETTERS = re.compile(r"[a-z]+")
 # Names of groups that train/robustness.py's GROUPS do not spell so (theirs are left out too).
 GROUP_NAMES = frozenset({"jew", "jews", "islam", "islamic", "homosexual", "homosexuals", "homosexuality", "queer",
                          "queers", "transgender", "feminist", "feminists", "africans", "immigrants", "hispanic",
@@ -470,7 +469,7 @@ def toxic_words(root: str | Path, min_texts: int = TOXIC_WORD_MIN_TEXTS,
              if e.split == "train" and e.toxic in (0, 1) and e.source != "robustness"]
     held, toxic = Counter(), Counter()
     for e in items:
-        for word in set(_LETTERS.findall(e.text.casefold())):
+        for word in set(_WORDS.findall(e.text.casefold())):
             held[word] += 1
             toxic[word] += e.toxic
     from moderator.deobfuscate import dictionary_words
@@ -482,7 +481,7 @@ def toxic_words(root: str | Path, min_texts: int = TOXIC_WORD_MIN_TEXTS,
     # Words naming a group ("muslims", "gay") mark toxic posts only because the sources hold more attacks on
     # groups than talk about them: a slip is never read as one (the groups train/robustness.py knows).
     forms = {w.casefold() for g in robustness.GROUPS for form in (g.plural, g.pred, g.singular, g.adj) if form
-             for w in _LETTERS.findall(form.casefold())} - {"a", "an", "people", "person", "with"}
+             for w in _WORDS.findall(form.casefold())} - {"a", "an", "people", "person", "with"}
     forms |= {f + "s" for f in forms} | GROUP_NAMES
     names = {w for w in marked
              if w in forms or robustness.identity_terms(w) or robustness.identity_terms(w.capitalize())}
