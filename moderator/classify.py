@@ -193,11 +193,7 @@ class Classifier:
             probs[:, self.labels.index(self.blend.label)] = self.blend.apply(toxicity, ngram[owner])
         if len(owner) == len(texts):
             return probs, full
-        toxicity, best = self.toxicity(probs), np.arange(len(texts))
-        for row in range(len(texts), len(owner)):
-            if toxicity[row] > toxicity[best[owner[row]]]:
-                best[owner[row]] = row
-        return probs[best], full[: len(texts)]
+        return probs[most_toxic(self.toxicity(probs), owner, len(texts))], full[: len(texts)]
 
     def _predict_model(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """The transformer's probabilities of texts already read (`_predict`), window by window."""
@@ -219,12 +215,7 @@ class Classifier:
         if len(owner) == len(texts):  # nothing overflowed: windows are the texts
             full = np.array([len(ids) >= self.max_length for ids in encoded["input_ids"]], dtype=bool)
             return window_probs, full
-        toxicity = self._model_toxicity(window_probs)
-        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        best = np.full(len(texts), -1.0)
-        for w, t in enumerate(owner):
-            if toxicity[w] > best[t]:
-                best[t], probs[t] = toxicity[w], window_probs[w]
+        probs = window_probs[most_toxic(self._model_toxicity(window_probs), owner, len(texts))]
         full = np.bincount(owner, minlength=len(texts)) > 1
         return probs, full
 
@@ -294,3 +285,13 @@ class Classifier:
         batch = records.set_column(batch, records.STAGE, pa.array(stage, pa.string()))
         batch = records.set_column(batch, records.SENTENCES, pa.array(per_sentence, SENTENCES_TYPE))
         return records.set_column(batch, records.SCORES, self.scores_array(probs, todo))
+
+
+def most_toxic(toxicity: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Per text 0..n-1, the row of highest toxicity among the rows it owns (`owner[row]`: the text a
+    window or a reading belongs to); on a tie the first such row. Every text must own a row."""
+    best = np.full(n, -1)
+    for row, text in enumerate(owner):
+        if best[text] < 0 or toxicity[row] > toxicity[best[text]]:
+            best[text] = row
+    return best

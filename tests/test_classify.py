@@ -4,7 +4,7 @@ import pytest
 from conftest import POSTS, record_shapes
 
 from moderator import records
-from moderator.classify import Classifier
+from moderator.classify import Classifier, most_toxic
 from moderator.config import ClassifierConfig, RuntimeConfig
 from moderator.errors import ConfigError, ModelError
 
@@ -12,6 +12,13 @@ from moderator.errors import ConfigError, ModelError
 @pytest.fixture(scope="module")
 def classifier(tiny):
     return Classifier(ClassifierConfig(model=str(tiny.classifier), batch_size=2), RuntimeConfig())
+
+
+def test_most_toxic_row_per_text_first_on_a_tie():
+    # rows owned by texts 0, 1, 0, 2, 1, 0: text 0 rows 0, 2, 5; text 1 rows 1, 4; text 2 row 3
+    owner = np.array([0, 1, 0, 2, 1, 0])
+    toxicity = np.array([0.2, 0.9, 0.7, 0.1, 0.9, 0.7])
+    assert most_toxic(toxicity, owner, 3).tolist() == [2, 1, 3]
 
 
 def test_labels_and_toxic_label_inference(classifier):

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import click
 
+from train.classifier_data import TOXIC_WORD_MIN_SHARE, TOXIC_WORD_MIN_TEXTS
+
 DEFAULT_DATA = str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
@@ -154,9 +156,9 @@ def eval_classifier(models, data, split, json_out, threads) -> None:
 @cli.command("toxic-words")
 @click.option("--out", type=click.Path(path_type=Path), default="moderator/bundled/toxic_words.txt", show_default=True)
 @data_option
-@click.option("--min-texts", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--min-texts", type=click.IntRange(min=1), default=TOXIC_WORD_MIN_TEXTS, show_default=True,
               help="Training texts a word must appear in.")
-@click.option("--min-share", type=click.FloatRange(0.0, 1.0), default=0.7, show_default=True,
+@click.option("--min-share", type=click.FloatRange(0.0, 1.0), default=TOXIC_WORD_MIN_SHARE, show_default=True,
               help="Share of those texts that must be toxic.")
 def toxic_words(out, data, min_texts, min_share) -> None:
     """Write the words a slip may be read as before scoring (moderator/deobfuscate.py, readings).
@@ -173,8 +175,8 @@ def toxic_words(out, data, min_texts, min_share) -> None:
     from train import classifier_data
 
     words, stats = classifier_data.toxic_words(data, min_texts, min_share)
-    command = "python -m train toxic-words" + (f" --min-texts {min_texts}" if min_texts != 10 else "") + (
-        f" --min-share {min_share}" if min_share != 0.7 else "")
+    command = "python -m train toxic-words" + (f" --min-texts {min_texts}" if min_texts != TOXIC_WORD_MIN_TEXTS else "") + (
+        f" --min-share {min_share}" if min_share != TOXIC_WORD_MIN_SHARE else "")
     header = [f"# Written by `{command}` (train/classifier_data.py, toxic_words): dictionary words of three letters or more",
               f"# held by at least {min_texts} labelled training texts of the classifier's real sources, at least "
               f"{min_share:.0%} of them toxic, less names of groups", f"# ({stats['texts']:,} texts, {stats['toxic_share']:.0%} toxic; "
