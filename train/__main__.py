@@ -175,7 +175,8 @@ def toxic_words(out, data, min_texts, min_share) -> None:
     from train import classifier_data
 
     words, stats = classifier_data.toxic_words(data, min_texts, min_share)
-    command = "python -m train toxic-words" + (f" --min-texts {min_texts}" if min_texts != TOXIC_WORD_MIN_TEXTS else "") + (
+    command = "python -m train toxic-words" + (
+        f" --min-texts {min_texts}" if min_texts != TOXIC_WORD_MIN_TEXTS else "") + (
         f" --min-share {min_share}" if min_share != TOXIC_WORD_MIN_SHARE else "")
     header = [f"# Written by `{command}` (train/classifier_data.py, toxic_words): dictionary words of three letters or more",
               f"# held by at least {min_texts} labelled training texts of the classifier's real sources, at least "
