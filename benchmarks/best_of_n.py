@@ -37,17 +37,13 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
 
-def mbr_pick(texts: list[str], allowed: list[int]) -> int:
-    """Among `allowed`, the text with the highest mean chrF against every other text of the group."""
+def mbr_utility(texts: list[str]) -> list[float]:
+    """Per text, its mean chrF against every other text of the group (minimum Bayes risk's utility)."""
     from sacrebleu.metrics import CHRF
 
     metric = CHRF()
-
-    def utility(h: int) -> float:
-        others = [t for k, t in enumerate(texts) if k != h]
-        return float(np.mean([metric.sentence_score(texts[h], [o]).score for o in others])) if others else 0.0
-
-    return max(allowed, key=lambda h: (utility(h), -h))
+    return [float(np.mean([metric.sentence_score(h, [o]).score for k, o in enumerate(texts) if k != j]))
+            if len(texts) > 1 else 0.0 for j, h in enumerate(texts)]
 
 
 def main() -> None:
@@ -83,27 +79,24 @@ def main() -> None:
     def best_by(values: np.ndarray) -> list[int]:
         return [int(a + np.argmax(values[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
 
-    def mbr(gate: np.ndarray | None) -> list[int]:
-        picks = []
-        for i, row in enumerate(candidates):
-            a = bounds[i]
-            allowed = [k for k in range(len(row)) if gate is None or gate[a + k]]
-            picks.append(int(a + mbr_pick(row, allowed)) if allowed else int(a))
-        return picks
+    utility = np.array([u for row in candidates for u in mbr_utility(row)])
+    # Among the gated candidates; where none passes the gate, every one is -inf and argmax picks the greedy one.
+    gated_utility = np.where(scores["STA"] > 0.5, utility, -np.inf)
 
     rules = {
         "greedy": [int(a) for a in bounds[:-1]],
         "verify: (1 - toxicity) x SIM": best_by(scores["STA"] * scores["SIM"]),
-        "MBR chrF": mbr(None),
-        "MBR chrF, toxicity < 0.5": mbr(scores["STA"] > 0.5),
+        "MBR chrF": best_by(utility),
+        "MBR chrF, toxicity < 0.5": best_by(gated_utility),
         "best by J (needs references)": best_by(scores["J"]),
         "best by J* (oracle)": best_by(scores["J*"]),
     }
-    table = {name: {k: round(float(scores[k][picks].mean()), 4) for k in ("STA", "STA*", "SIM", "chrF", "J", "J*")}
+    columns = ("STA", "STA*", "SIM", "chrF", "J", "J*")
+    table = {name: {k: round(float(scores[k][picks].mean()), 4) for k in columns}
              for name, picks in rules.items()}
     print(f"{len(dev)} ParaDetox dev sentences, {args.candidates} candidates each (temperature {args.temperature}), "
           f"generated in {seconds:.0f} s; rewriter {args.adapter or 'bundled'}")
-    print(f"{'pick':32s}" + "".join(f"{k:>8s}" for k in ("STA", "STA*", "SIM", "chrF", "J", "J*")))
+    print(f"{'pick':32s}" + "".join(f"{k:>8s}" for k in columns))
     for name, row in table.items():
         print(f"{name:32s}" + "".join(f"{v:8.4f}" for v in row.values()))
     if args.json:
